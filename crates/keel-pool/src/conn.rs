@@ -1,0 +1,101 @@
+//! [`Conn`]: a pooled connection to whichever backend the URL chose, and the macros that run
+//! one diesel query body on it.
+
+use diesel_async::pooled_connection::AsyncDieselConnectionManager;
+
+use crate::config::Backend;
+
+/// The PostgreSQL connection type (diesel-async over tokio-postgres).
+pub type PgConnection = diesel_async::AsyncPgConnection;
+/// The MySQL/MariaDB connection type (diesel-async over mysql_async).
+pub type MysqlConnection = diesel_async::AsyncMysqlConnection;
+/// The SQLite connection type: diesel's synchronous connection run on tokio's blocking pool.
+pub type SqliteConnection =
+    diesel_async::sync_connection_wrapper::SyncConnectionWrapper<diesel::SqliteConnection>;
+
+pub(crate) type PgManager = AsyncDieselConnectionManager<PgConnection>;
+pub(crate) type MysqlManager = AsyncDieselConnectionManager<MysqlConnection>;
+pub(crate) type SqliteManager = AsyncDieselConnectionManager<SqliteConnection>;
+
+/// A connection checked out of a [`Pool`](crate::Pool); it goes back when dropped.
+///
+/// Run queries with [`with_conn!`](crate::with_conn), which expands one diesel body for each
+/// backend, or match on the variants for backend-specific code. Deliberately exhaustive: the
+/// macros expand one arm per backend, and a new backend is a breaking change anyway.
+pub enum Conn {
+    /// A PostgreSQL connection.
+    Postgres(bb8::PooledConnection<'static, PgManager>),
+    /// A MySQL/MariaDB connection.
+    Mysql(bb8::PooledConnection<'static, MysqlManager>),
+    /// A SQLite connection.
+    Sqlite(bb8::PooledConnection<'static, SqliteManager>),
+}
+
+impl Conn {
+    /// The backend this connection talks to.
+    pub fn backend(&self) -> Backend {
+        match self {
+            Conn::Postgres(_) => Backend::Postgres,
+            Conn::Mysql(_) => Backend::Mysql,
+            Conn::Sqlite(_) => Backend::Sqlite,
+        }
+    }
+}
+
+impl std::fmt::Debug for Conn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Conn({})", self.backend())
+    }
+}
+
+/// Runs one diesel body on a [`Conn`], whatever its backend, and classifies the error.
+///
+/// `with_conn!(conn, |c| body)` binds `c` to `&mut PgConnection`, `&mut MysqlConnection` or
+/// `&mut SqliteConnection` and expands `body` once per backend, so the same typed query is
+/// compiled for each. `body` evaluates to a `diesel::QueryResult<T>`; the macro returns
+/// `Result<T, keel_pool::Error>`. Use [`with_conn_raw!`](crate::with_conn_raw) to keep the body's
+/// own result type.
+///
+/// ```no_run
+/// use diesel::prelude::*;
+/// use diesel_async::RunQueryDsl;
+/// use keel_schema::{schema::users, User};
+///
+/// # async fn demo(pool: keel_pool::Pool) -> Result<(), keel_pool::Error> {
+/// let mut conn = pool.get().await?;
+/// let names: Vec<String> = keel_pool::with_conn!(&mut conn, |c| {
+///     users::table.select(users::name).order(users::name).load(c).await
+/// })?;
+/// # Ok(()) }
+/// ```
+#[macro_export]
+macro_rules! with_conn {
+    ($conn:expr, |$c:ident| $body:expr) => {{
+        let conn: &mut $crate::Conn = $conn;
+        let backend = conn.backend();
+        let result: ::diesel::QueryResult<_> = $crate::with_conn_raw!(conn, |$c| $body);
+        result.map_err(|e| $crate::classify(backend, e))
+    }};
+}
+
+/// Like [`with_conn!`](crate::with_conn) but returns the body's value as it is.
+#[macro_export]
+macro_rules! with_conn_raw {
+    ($conn:expr, |$c:ident| $body:expr) => {{
+        #[allow(unreachable_patterns)]
+        match $conn {
+            $crate::Conn::Postgres($c) => {
+                let $c: &mut $crate::PgConnection = &mut **$c;
+                $body
+            }
+            $crate::Conn::Mysql($c) => {
+                let $c: &mut $crate::MysqlConnection = &mut **$c;
+                $body
+            }
+            $crate::Conn::Sqlite($c) => {
+                let $c: &mut $crate::SqliteConnection = &mut **$c;
+                $body
+            }
+        }
+    }};
+}

@@ -1,0 +1,126 @@
+//! Opening one connection per backend, with the session settings keel relies on and errors
+//! that say what to check.
+
+use std::time::Duration;
+
+use diesel::Connection as _;
+use diesel::connection::SimpleConnection as _;
+use diesel_async::AsyncConnection as _;
+
+use crate::config::{Config, SqliteTarget};
+use crate::conn::{MysqlConnection, PgConnection, SqliteConnection};
+use crate::error::Error;
+
+/// Builds the connect error for `config`'s server from a driver message, with a hint.
+pub(crate) fn connect_error(config: &Config, reason: &str) -> Error {
+    let reason = config.url.scrub(reason);
+    let r = reason.to_ascii_lowercase();
+    let hint = if r.contains("refused") {
+        "is the server running and accepting TCP connections on that host and port?"
+    } else if r.contains("timed out") || r.contains("timeout") || r.contains("unreachable") {
+        "is the host reachable (host name, firewall, network)?"
+    } else if r.contains("password") || r.contains("access denied") || r.contains("authentication") {
+        "check the user name and password"
+    } else if r.contains("does not exist") || r.contains("unknown database") {
+        "check the database name in the URL, or create the database"
+    } else if r.contains("lookup") || r.contains("resolve") || r.contains("name or service") {
+        "check the host name"
+    } else if r.contains("unable to open") {
+        "check that the directory exists and is writable"
+    } else {
+        "check the URL and that the server is running"
+    };
+    Error::Connect { backend: config.backend(), target: config.url.target(), reason, hint }
+}
+
+async fn with_timeout<T, F>(config: &Config, fut: F) -> Result<T, Error>
+where
+    F: std::future::Future<Output = diesel::ConnectionResult<T>>,
+{
+    match tokio::time::timeout(config.connect_timeout, fut).await {
+        Ok(Ok(conn)) => Ok(conn),
+        Ok(Err(e)) => Err(connect_error(config, &e.to_string())),
+        Err(_) => Err(connect_error(
+            config,
+            &format!("timed out after {}ms (connect_timeout)", config.connect_timeout.as_millis()),
+        )),
+    }
+}
+
+/// The error and its sources, joined: tokio-postgres's `Display` leaves the cause out
+/// ("error connecting to server" without "Connection refused").
+pub(crate) fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let s_text = s.to_string();
+        if !text.contains(&s_text) {
+            text.push_str(": ");
+            text.push_str(&s_text);
+        }
+        source = s.source();
+    }
+    text
+}
+
+/// Opens a PostgreSQL connection with `application_name` set. Connects through
+/// tokio-postgres directly (the driver diesel-async wraps) so the real cause of a failure
+/// reaches the user.
+pub(crate) async fn pg(config: &Config) -> Result<PgConnection, Error> {
+    let mut pg_config: tokio_postgres::Config = config
+        .url
+        .expose_secret()
+        .parse()
+        .map_err(|e: tokio_postgres::Error| Error::config(format!("invalid PostgreSQL URL {}: {}", config.url, error_chain(&e))))?;
+    if pg_config.get_application_name().is_none() {
+        pg_config.application_name(&config.application_name);
+    }
+    pg_config.connect_timeout(config.connect_timeout);
+    let connecting = async {
+        let (client, connection) = pg_config.connect(tokio_postgres::NoTls).await.map_err(|e| error_chain(&e))?;
+        PgConnection::try_from_client_and_connection(client, connection).await.map_err(|e| e.to_string())
+    };
+    match tokio::time::timeout(config.connect_timeout, connecting).await {
+        Ok(Ok(conn)) => Ok(conn),
+        Ok(Err(reason)) => Err(connect_error(config, &reason)),
+        Err(_) => Err(connect_error(
+            config,
+            &format!("timed out after {}ms (connect_timeout)", config.connect_timeout.as_millis()),
+        )),
+    }
+}
+
+/// Opens a MySQL/MariaDB connection (diesel-async sets UTC and utf8mb4 for the session).
+pub(crate) async fn mysql(config: &Config) -> Result<MysqlConnection, Error> {
+    with_timeout(config, MysqlConnection::establish(config.url.expose_secret())).await
+}
+
+/// Opens a synchronous SQLite connection with foreign keys on, a busy timeout, and WAL for
+/// files. Blocking: call it from a blocking thread.
+pub(crate) fn sqlite_blocking(config: &Config) -> Result<diesel::SqliteConnection, Error> {
+    let (path, is_file) = match config.url.sqlite_target() {
+        Some(SqliteTarget::File(path)) => (path.clone(), true),
+        _ => (":memory:".to_owned(), false),
+    };
+    let mut conn = diesel::SqliteConnection::establish(&path).map_err(|e| connect_error(config, &e.to_string()))?;
+    let busy_ms = config.sqlite_busy_timeout.as_millis().min(i32::MAX as u128);
+    let mut setup = format!("PRAGMA foreign_keys = ON; PRAGMA busy_timeout = {busy_ms};");
+    if is_file {
+        // WAL lets readers run beside the one writer; NORMAL sync is durable in WAL mode
+        // except for the last transactions on power loss, the usual server trade-off.
+        setup.push_str(" PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;");
+    }
+    conn.batch_execute(&setup).map_err(|e| connect_error(config, &e.to_string()))?;
+    Ok(conn)
+}
+
+/// Opens a SQLite connection for async use.
+pub(crate) async fn sqlite(config: &Config) -> Result<SqliteConnection, Error> {
+    let cfg = config.clone();
+    let timeout: Duration = config.connect_timeout.max(config.sqlite_busy_timeout);
+    match tokio::time::timeout(timeout, tokio::task::spawn_blocking(move || sqlite_blocking(&cfg))).await {
+        Ok(Ok(result)) => result.map(SqliteConnection::new),
+        Ok(Err(join)) => Err(connect_error(config, &format!("the connecting thread failed: {join}"))),
+        Err(_) => Err(connect_error(config, &format!("timed out after {}ms", timeout.as_millis()))),
+    }
+}

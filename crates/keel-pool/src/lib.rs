@@ -1,0 +1,44 @@
+//! keel-pool: connections, pooling and errors for keel, on PostgreSQL, MySQL/MariaDB and
+//! SQLite, chosen at run time from the database URL.
+//!
+//! What it is for: opening a [`Pool`] from a [`Config`] (a URL plus documented knobs), checking
+//! out a [`Conn`] and running one diesel query body on whichever backend it is with
+//! [`with_conn!`], running the embedded migrations ([`Pool::migrate`]), and getting errors that
+//! say what happened the same way on every backend ([`Error::kind`], [`ErrorKind`]).
+//! What it is not for: the schema (`keel-schema`) and typed operations on it (`keel-repo`).
+//!
+//! Modules:
+//! - [`config`]: [`Config`], [`Backend`], [`DatabaseUrl`] (never shows a password).
+//! - [`error`]: [`Error`], [`ErrorKind`], [`classify`].
+//! - [`conn`]: [`Conn`] and the connection types; the [`with_conn!`] macro.
+//! - [`pool`]: [`Pool`].
+//! - [`migrate`]: the embedded migrations.
+//! - `testing` (feature `testing`): a database per test, on every backend.
+//!
+//! ```no_run
+//! use diesel::prelude::*;
+//! use diesel_async::RunQueryDsl;
+//! use keel_schema::schema::users;
+//!
+//! # async fn demo() -> Result<(), keel_pool::Error> {
+//! let pool = keel_pool::Pool::connect(keel_pool::Config::new("sqlite://keel.db")?).await?;
+//! pool.migrate().await?;
+//! let mut conn = pool.get().await?;
+//! let n: i64 = keel_pool::with_conn!(&mut conn, |c| users::table.count().get_result(c).await)?;
+//! # Ok(()) }
+//! ```
+
+pub mod config;
+pub mod conn;
+mod connect;
+pub mod error;
+pub mod migrate;
+pub mod pool;
+#[cfg(feature = "testing")]
+pub mod testing;
+
+pub use config::{Backend, Config, DatabaseUrl, SqliteTarget};
+pub use conn::{Conn, MysqlConnection, PgConnection, SqliteConnection};
+pub use error::{Error, ErrorKind, classify};
+pub use migrate::MigrationStatus;
+pub use pool::{Pool, PoolState};

@@ -1,0 +1,452 @@
+//! Isolated databases for tests (feature `testing`).
+//!
+//! Every test gets a database of its own, so tests run in parallel without seeing each other:
+//! - PostgreSQL: `CREATE DATABASE … TEMPLATE keel_template`, a file copy that takes
+//!   milliseconds. The template is migrated once and marked with the migrations' fingerprint;
+//!   a template from other migrations is rebuilt (under an advisory lock, since nextest runs
+//!   tests in parallel processes).
+//! - MySQL/MariaDB: a fresh database with the migrations applied.
+//! - SQLite: a temporary file.
+//!
+//! A database is dropped when its test passes and kept, with its name printed, when it fails.
+//!
+//! Server URLs come from `KEEL_TEST_POSTGRES_URL` (default
+//! `postgres://root@127.0.0.1:5432/postgres`) and `KEEL_TEST_MYSQL_URL` (default
+//! `mysql://root@127.0.0.1:3306/test`). A backend whose server is unreachable is reported as
+//! skipped, with the reason, unless `KEEL_REQUIRE_BACKENDS` (comma list, e.g.
+//! `postgres,mysql,sqlite`) names it: then the test fails. With `KEEL_TEST_REPORT_DIR` set,
+//! each outcome is appended to `results.tsv` there, which `cargo xtask test` summarises.
+//!
+//! ```no_run
+//! #[tokio::test(flavor = "multi_thread")]
+//! async fn counts_users() {
+//!     keel_pool::testing::for_each_backend("counts_users", |pool| async move {
+//!         let _conn = pool.get().await.unwrap();
+//!     })
+//!     .await;
+//! }
+//! ```
+
+use std::future::Future;
+use std::io::Write as _;
+use std::panic::AssertUnwindSafe;
+use std::path::PathBuf;
+
+use diesel::prelude::*;
+use diesel::sql_types::{BigInt, Nullable, Text};
+use diesel_async::{RunQueryDsl, SimpleAsyncConnection as _};
+use futures_util::FutureExt as _;
+
+use crate::config::{Backend, Config, DatabaseUrl};
+use crate::conn::{MysqlConnection, PgConnection};
+use crate::error::{Error, ErrorKind};
+use crate::migrate::FINGERPRINT;
+use crate::pool::Pool;
+
+/// The PostgreSQL template every test database is copied from.
+pub const TEMPLATE: &str = "keel_template";
+
+/// Prefix of every database (or SQLite file) this module creates.
+pub const PREFIX: &str = "keel_t_";
+
+/// Server URL for tests on `backend`: the `KEEL_TEST_*_URL` variable or its default.
+/// `None` for SQLite, which needs no server.
+pub fn server_url(backend: Backend) -> Option<String> {
+    match backend {
+        Backend::Postgres => Some(
+            std::env::var("KEEL_TEST_POSTGRES_URL")
+                .unwrap_or_else(|_| "postgres://root@127.0.0.1:5432/postgres".to_owned()),
+        ),
+        Backend::Mysql => Some(
+            std::env::var("KEEL_TEST_MYSQL_URL").unwrap_or_else(|_| "mysql://root@127.0.0.1:3306/test".to_owned()),
+        ),
+        Backend::Sqlite => None,
+    }
+}
+
+/// Backends named in `KEEL_REQUIRE_BACKENDS`: for these an unreachable server fails the test.
+pub fn required_backends() -> Vec<Backend> {
+    std::env::var("KEEL_REQUIRE_BACKENDS")
+        .unwrap_or_default()
+        .split(',')
+        .filter(|s| !s.trim().is_empty())
+        .filter_map(|s| s.parse().ok())
+        .collect()
+}
+
+/// Why a test database could not be made.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum TestDbError {
+    /// The server could not be reached: the backend is skipped (unless required).
+    #[error("{backend} server unreachable: {reason}")]
+    Unavailable {
+        /// The backend.
+        backend: Backend,
+        /// The connect error.
+        reason: String,
+    },
+    /// The server was reachable but preparing the database failed: always a test failure.
+    #[error("preparing a {0} test database failed: {1}")]
+    Setup(Backend, Error),
+}
+
+fn setup_err(backend: Backend) -> impl Fn(Error) -> TestDbError {
+    move |e| match e.kind() {
+        ErrorKind::Connect => TestDbError::Unavailable { backend, reason: e.to_string() },
+        _ => TestDbError::Setup(backend, e),
+    }
+}
+
+fn query_err(backend: Backend) -> impl Fn(diesel::result::Error) -> TestDbError {
+    move |e| TestDbError::Setup(backend, crate::classify(backend, e))
+}
+
+/// A database of a test's own, with a pool on it.
+pub struct TestDb {
+    backend: Backend,
+    name: String,
+    url: DatabaseUrl,
+    admin_url: Option<DatabaseUrl>,
+    sqlite_path: Option<PathBuf>,
+    pool: Pool,
+}
+
+impl std::fmt::Debug for TestDb {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TestDb").field("backend", &self.backend).field("name", &self.name).finish()
+    }
+}
+
+fn unique_name(test: &str) -> String {
+    let mut tag: String = test
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '_' })
+        .collect();
+    tag.truncate(28);
+    let random = uuid::Uuid::now_v7().simple().to_string();
+    // The tail of a UUIDv7 is random; the head is the time, which parallel tests share.
+    format!("{PREFIX}{tag}_{}", &random[20..])
+}
+
+async fn admin_pg(url: &DatabaseUrl) -> Result<PgConnection, TestDbError> {
+    crate::connect::pg(&Config::new(url.expose_secret()).map_err(setup_err(Backend::Postgres))?)
+        .await
+        .map_err(setup_err(Backend::Postgres))
+}
+
+async fn admin_mysql(url: &DatabaseUrl) -> Result<MysqlConnection, TestDbError> {
+    crate::connect::mysql(&Config::new(url.expose_secret()).map_err(setup_err(Backend::Mysql))?)
+        .await
+        .map_err(setup_err(Backend::Mysql))
+}
+
+#[derive(QueryableByName)]
+struct Comment {
+    #[diesel(sql_type = Nullable<Text>)]
+    comment: Option<String>,
+}
+
+/// Makes sure `keel_template` exists and holds this build's migrations; with `force`, rebuilds
+/// it regardless (what `cargo xtask test` does once per run).
+pub async fn prepare_postgres_template(force: bool) -> Result<(), TestDbError> {
+    let b = Backend::Postgres;
+    let admin_url = DatabaseUrl::parse(&server_url(b).unwrap_or_default()).map_err(setup_err(b))?;
+    let mut admin = admin_pg(&admin_url).await?;
+    // One builder at a time across processes; the lock ends with the session.
+    diesel::sql_query("SELECT pg_advisory_lock(740213555)").execute(&mut admin).await.map_err(query_err(b))?;
+    let expected = format!("keel migrations {FINGERPRINT}");
+    let current: Option<Comment> = diesel::sql_query(
+        "SELECT shobj_description(oid, 'pg_database') AS comment FROM pg_database WHERE datname = $1",
+    )
+    .bind::<Text, _>(TEMPLATE)
+    .get_result(&mut admin)
+    .await
+    .optional()
+    .map_err(query_err(b))?;
+    let up_to_date = current.as_ref().and_then(|c| c.comment.as_deref()) == Some(expected.as_str());
+    if up_to_date && !force {
+        return Ok(());
+    }
+    if current.is_some() {
+        admin
+            .batch_execute(&format!(
+                "ALTER DATABASE {TEMPLATE} WITH IS_TEMPLATE false; DROP DATABASE {TEMPLATE} WITH (FORCE);"
+            ))
+            .await
+            .map_err(query_err(b))?;
+    }
+    admin.batch_execute(&format!("CREATE DATABASE {TEMPLATE}")).await.map_err(query_err(b))?;
+    let template_url = admin_url.with_database(TEMPLATE).map_err(setup_err(b))?;
+    {
+        let pool = Pool::connect(Config::new(template_url.expose_secret()).map_err(setup_err(b))?.max_size(1))
+            .await
+            .map_err(setup_err(b))?;
+        pool.migrate().await.map_err(setup_err(b))?;
+    }
+    // Copying needs the template without sessions: drop any the pool left behind.
+    admin
+        .batch_execute(&format!(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{TEMPLATE}' AND pid <> pg_backend_pid(); \
+             COMMENT ON DATABASE {TEMPLATE} IS '{expected}'; ALTER DATABASE {TEMPLATE} WITH IS_TEMPLATE true;"
+        ))
+        .await
+        .map_err(query_err(b))?;
+    Ok(())
+}
+
+static TEMPLATE_READY: tokio::sync::OnceCell<()> = tokio::sync::OnceCell::const_new();
+
+impl TestDb {
+    /// Creates a migrated database for `test` on `backend`.
+    pub async fn create(backend: Backend, test: &str) -> Result<TestDb, TestDbError> {
+        Self::create_inner(backend, test, true).await
+    }
+
+    /// Creates an empty database (no migrations applied), for tests of migrations themselves.
+    pub async fn create_empty(backend: Backend, test: &str) -> Result<TestDb, TestDbError> {
+        Self::create_inner(backend, test, false).await
+    }
+
+    async fn create_inner(backend: Backend, test: &str, migrated: bool) -> Result<TestDb, TestDbError> {
+        let name = unique_name(test);
+        match backend {
+            Backend::Postgres => {
+                let admin_url =
+                    DatabaseUrl::parse(&server_url(backend).unwrap_or_default()).map_err(setup_err(backend))?;
+                let mut admin = admin_pg(&admin_url).await?;
+                if migrated {
+                    TEMPLATE_READY.get_or_try_init(|| prepare_postgres_template(false)).await?;
+                }
+                let template = if migrated { TEMPLATE } else { "template0" };
+                admin
+                    .batch_execute(&format!("CREATE DATABASE {name} TEMPLATE {template}"))
+                    .await
+                    .map_err(query_err(backend))?;
+                let url = admin_url.with_database(&name).map_err(setup_err(backend))?;
+                let pool = test_pool(&url).await.map_err(setup_err(backend))?;
+                Ok(TestDb { backend, name, url, admin_url: Some(admin_url), sqlite_path: None, pool })
+            }
+            Backend::Mysql => {
+                let admin_url =
+                    DatabaseUrl::parse(&server_url(backend).unwrap_or_default()).map_err(setup_err(backend))?;
+                let mut admin = admin_mysql(&admin_url).await?;
+                admin
+                    .batch_execute(&format!("CREATE DATABASE {name} CHARACTER SET utf8mb4"))
+                    .await
+                    .map_err(query_err(backend))?;
+                let url = admin_url.with_database(&name).map_err(setup_err(backend))?;
+                let pool = test_pool(&url).await.map_err(setup_err(backend))?;
+                let db = TestDb { backend, name, url, admin_url: Some(admin_url), sqlite_path: None, pool };
+                if migrated {
+                    if let Err(e) = db.pool.migrate().await {
+                        db.drop_database().await;
+                        return Err(TestDbError::Setup(backend, e));
+                    }
+                }
+                Ok(db)
+            }
+            Backend::Sqlite => {
+                let path = std::env::temp_dir().join(format!("{name}.db"));
+                let url = DatabaseUrl::parse(&format!("sqlite://{}", path.display())).map_err(setup_err(backend))?;
+                let pool = test_pool(&url).await.map_err(setup_err(backend))?;
+                let db = TestDb { backend, name, url, admin_url: None, sqlite_path: Some(path), pool };
+                if migrated {
+                    if let Err(e) = db.pool.migrate().await {
+                        db.drop_database().await;
+                        return Err(TestDbError::Setup(backend, e));
+                    }
+                }
+                Ok(db)
+            }
+        }
+    }
+
+    /// The backend.
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// The database name (the file stem for SQLite).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The database URL.
+    pub fn url(&self) -> &DatabaseUrl {
+        &self.url
+    }
+
+    /// A pool on this database (max 4 connections).
+    pub fn pool(&self) -> &Pool {
+        &self.pool
+    }
+
+    /// Where to find the database after a failed test.
+    pub fn location(&self) -> String {
+        match (&self.sqlite_path, &self.admin_url) {
+            (Some(path), _) => path.display().to_string(),
+            _ => format!("database {} on {}", self.name, self.url.target()),
+        }
+    }
+
+    /// Drops the database (closing this pool first). Errors are printed, not returned: a
+    /// leftover test database is not worth failing a passed test for.
+    pub async fn drop_database(self) {
+        let TestDb { backend, name, admin_url, sqlite_path, pool, .. } = self;
+        drop(pool);
+        let result: Result<(), String> = match backend {
+            Backend::Postgres => match admin_url {
+                Some(url) => match admin_pg(&url).await {
+                    Ok(mut admin) => admin
+                        .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                        .await
+                        .map_err(|e| e.to_string()),
+                    Err(e) => Err(e.to_string()),
+                },
+                None => Ok(()),
+            },
+            Backend::Mysql => match admin_url {
+                Some(url) => match admin_mysql(&url).await {
+                    Ok(mut admin) => admin
+                        .batch_execute(&format!("DROP DATABASE IF EXISTS {name}"))
+                        .await
+                        .map_err(|e| e.to_string()),
+                    Err(e) => Err(e.to_string()),
+                },
+                None => Ok(()),
+            },
+            Backend::Sqlite => {
+                if let Some(path) = sqlite_path {
+                    for suffix in ["", "-wal", "-shm"] {
+                        let mut p = path.clone().into_os_string();
+                        p.push(suffix);
+                        let _ = std::fs::remove_file(p);
+                    }
+                }
+                Ok(())
+            }
+        };
+        if let Err(e) = result {
+            eprintln!("keel testing: could not drop {backend} test database {name}: {e}");
+        }
+    }
+}
+
+async fn test_pool(url: &DatabaseUrl) -> Result<Pool, Error> {
+    Pool::connect(Config::new(url.expose_secret())?.max_size(4)).await
+}
+
+/// Appends one outcome line to `$KEEL_TEST_REPORT_DIR/results.tsv`, if set.
+fn report(backend: Backend, outcome: &str, test: &str, reason: &str) {
+    let Ok(dir) = std::env::var("KEEL_TEST_REPORT_DIR") else { return };
+    let reason = reason.replace(['\t', '\n'], " ");
+    let line = format!("{backend}\t{outcome}\t{test}\t{reason}\n");
+    let path = PathBuf::from(dir).join("results.tsv");
+    if let Ok(mut f) = std::fs::OpenOptions::new().create(true).append(true).open(path) {
+        // One write of one short line: appends from parallel test processes do not interleave.
+        let _ = f.write_all(line.as_bytes());
+    }
+}
+
+/// Creates a migrated test database on `backend`, or returns `None` (printing and recording the
+/// reason) when its server is unreachable and the backend is not required.
+///
+/// # Panics
+/// When the backend is required but unreachable, or when the server is reachable but the
+/// database cannot be prepared.
+pub async fn test_db(backend: Backend, test: &str) -> Option<TestDb> {
+    match TestDb::create(backend, test).await {
+        Ok(db) => Some(db),
+        Err(TestDbError::Unavailable { reason, .. }) => {
+            if required_backends().contains(&backend) {
+                report(backend, "failed", test, &reason);
+                panic!("{backend} is required (KEEL_REQUIRE_BACKENDS) but unavailable: {reason}");
+            }
+            eprintln!("SKIPPED {test} on {backend}: {reason}");
+            report(backend, "skipped", test, &reason);
+            None
+        }
+        Err(e) => {
+            report(backend, "failed", test, &e.to_string());
+            panic!("{e}")
+        }
+    }
+}
+
+/// Runs `body` with a test database on `db`, dropping it afterwards when `body` passes and
+/// keeping it (printing where it is) when `body` panics; the panic is passed on.
+pub async fn run_on<F, Fut>(db: TestDb, test: &str, body: F)
+where
+    F: FnOnce(Pool) -> Fut,
+    Fut: Future<Output = ()>,
+{
+    let backend = db.backend();
+    let outcome = AssertUnwindSafe(body(db.pool().clone())).catch_unwind().await;
+    match outcome {
+        Ok(()) => {
+            report(backend, "ran", test, "");
+            db.drop_database().await;
+        }
+        Err(panic) => {
+            eprintln!("keel testing: {test} failed on {backend}; kept {} for inspection", db.location());
+            report(backend, "failed", test, "");
+            std::panic::resume_unwind(panic);
+        }
+    }
+}
+
+/// Runs `body` once per backend (PostgreSQL, MySQL/MariaDB, SQLite), each time on a fresh
+/// migrated database of its own. Unreachable servers are skipped as described in the module
+/// docs.
+pub async fn for_each_backend<F, Fut>(test: &str, body: F)
+where
+    F: Fn(Pool) -> Fut,
+    Fut: Future<Output = ()>,
+{
+    for backend in Backend::ALL {
+        if let Some(db) = test_db(backend, test).await {
+            run_on(db, test, &body).await;
+        }
+    }
+}
+
+/// Lists databases this module created and left behind (failed tests keep theirs).
+pub async fn leftover_databases(backend: Backend) -> Result<Vec<String>, TestDbError> {
+    #[derive(QueryableByName)]
+    struct Name {
+        #[diesel(sql_type = Text)]
+        name: String,
+    }
+    let url = DatabaseUrl::parse(&server_url(backend).unwrap_or_default()).map_err(setup_err(backend))?;
+    let pattern = format!("{PREFIX}%");
+    let rows: Vec<Name> = match backend {
+        Backend::Postgres => diesel::sql_query("SELECT datname AS name FROM pg_database WHERE datname LIKE $1")
+            .bind::<Text, _>(&pattern)
+            .load(&mut admin_pg(&url).await?)
+            .await
+            .map_err(query_err(backend))?,
+        Backend::Mysql => {
+            diesel::sql_query("SELECT schema_name AS name FROM information_schema.schemata WHERE schema_name LIKE ?")
+                .bind::<Text, _>(&pattern)
+                .load(&mut admin_mysql(&url).await?)
+                .await
+                .map_err(query_err(backend))?
+        }
+        Backend::Sqlite => Vec::new(),
+    };
+    Ok(rows.into_iter().map(|r| r.name).collect())
+}
+
+/// Counts rows of `table` through `pool` (a test convenience).
+pub async fn count_rows(pool: &Pool, table: &str) -> Result<i64, Error> {
+    #[derive(QueryableByName)]
+    struct Count {
+        #[diesel(sql_type = BigInt)]
+        n: i64,
+    }
+    let sql = format!("SELECT COUNT(*) AS n FROM {table}");
+    let mut conn = pool.get().await?;
+    let row: Count = crate::with_conn!(&mut conn, |c| diesel::sql_query(&sql).get_result(c).await)?;
+    Ok(row.n)
+}

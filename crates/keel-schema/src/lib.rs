@@ -1,0 +1,32 @@
+//! Types shared by every keel crate: the diesel schema, row structs and the portable column
+//! types. This crate does no I/O.
+//!
+//! One [`table!`](diesel::table) schema serves PostgreSQL, MySQL/MariaDB and SQLite. Two custom
+//! SQL types make that possible:
+//! - [`sql_types::Uuid`] with the Rust type [`Id`]: `uuid` on PostgreSQL, `BINARY(16)` on
+//!   MySQL/MariaDB and `BLOB` on SQLite. Ids are UUIDv7, so they sort by creation time and are
+//!   generated client-side (MySQL has no `RETURNING`).
+//! - [`sql_types::UtcTimestamp`] with the Rust type [`Timestamp`] (a `chrono::DateTime<Utc>`): `timestamptz` on
+//!   PostgreSQL, `DATETIME(6)` (UTC) on MySQL/MariaDB and fixed-width text
+//!   (`YYYY-MM-DD HH:MM:SS.ffffff`) on SQLite, so that text order is time order. Every backend
+//!   keeps microseconds; use [`Timestamp::now`] to get a timestamp that round-trips exactly.
+//!
+//! Money is integer cents (`i64`), never floating point.
+//!
+//! Modules:
+//! - [`schema`]: the `table!` definitions.
+//! - [`models`]: `User`/`NewUser`, `Job`/`NewJob`, `Account`/`NewAccount`, `Transfer`/`NewTransfer`.
+//! - [`id`], [`timestamp`]: the portable column types.
+//! - [`limits`]: column lengths, so callers can validate before the database does (SQLite does
+//!   not enforce `VARCHAR` lengths).
+
+pub mod id;
+pub mod limits;
+pub mod models;
+pub mod schema;
+pub mod sql_types;
+pub mod timestamp;
+
+pub use id::{Id, IdParseError};
+pub use models::*;
+pub use timestamp::{Timestamp, now};
