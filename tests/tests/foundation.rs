@@ -85,9 +85,9 @@ async fn users_and_jobs_read_back_through_an_inner_join() {
             insert_user(&pool, u).await.unwrap();
         }
         let jobs_in = [
-            NewJob::new(alice.id, "Engineer", 120_000_00),
-            NewJob::new(alice.id, "Mentor", 10_000_00),
-            NewJob::new(bob.id, "Designer", 95_000_50),
+            NewJob::new(alice.id, "Engineer", 12_000_000),
+            NewJob::new(alice.id, "Mentor", 1_000_000),
+            NewJob::new(bob.id, "Designer", 9_500_050),
         ];
         for j in &jobs_in {
             insert_job(&pool, j).await.unwrap();
@@ -105,7 +105,14 @@ async fn users_and_jobs_read_back_through_an_inner_join() {
         .unwrap();
         let got: Vec<(&str, &str, i64)> =
             rows.iter().map(|(u, j)| (u.name.as_str(), j.title.as_str(), j.salary_cents)).collect();
-        assert_eq!(got, vec![("Alice", "Engineer", 120_000_00), ("Alice", "Mentor", 10_000_00), ("Bob", "Designer", 95_000_50)]);
+        assert_eq!(
+            got,
+            vec![
+                ("Alice", "Engineer", 12_000_000),
+                ("Alice", "Mentor", 1_000_000),
+                ("Bob", "Designer", 9_500_050)
+            ]
+        );
         for (u, j) in &rows {
             assert_eq!(j.user_id, u.id);
         }
@@ -159,14 +166,22 @@ async fn ids_and_microsecond_timestamps_round_trip() {
             Id::new(),
         ];
         let at = Timestamp::from(
-            chrono::DateTime::parse_from_rfc3339("2024-02-29T23:59:58.123456Z").unwrap().with_timezone(&chrono::Utc),
+            chrono::DateTime::parse_from_rfc3339("2024-02-29T23:59:58.123456Z")
+                .unwrap()
+                .with_timezone(&chrono::Utc),
         );
         for (i, id) in ids.iter().enumerate() {
-            let user = NewUser { id: *id, name: format!("u{i}"), email: format!("u{i}@example.com"), created_at: at };
+            let user = NewUser {
+                id: *id,
+                name: format!("u{i}"),
+                email: format!("u{i}@example.com"),
+                created_at: at,
+            };
             insert_user(&pool, &user).await.unwrap();
             let mut conn = pool.get().await.unwrap();
-            let back: User = with_conn!(&mut conn, |c| users::table.find(*id).select(User::as_select()).first(c).await)
-                .unwrap();
+            let back: User =
+                with_conn!(&mut conn, |c| users::table.find(*id).select(User::as_select()).first(c).await)
+                    .unwrap();
             assert_eq!(back.id, *id, "{backend}");
             assert_eq!(back.created_at, at, "{backend}: microseconds lost");
             assert_eq!(back.created_at.timestamp_subsec_micros(), 123_456);
@@ -175,13 +190,19 @@ async fn ids_and_microsecond_timestamps_round_trip() {
         // compares the fixed-width text).
         let later = Timestamp::from(*at + chrono::Duration::microseconds(1));
         let mut conn = pool.get().await.unwrap();
-        let n: i64 =
-            with_conn!(&mut conn, |c| users::table.filter(users::created_at.lt(later)).count().get_result(c).await)
-                .unwrap();
+        let n: i64 = with_conn!(&mut conn, |c| users::table
+            .filter(users::created_at.lt(later))
+            .count()
+            .get_result(c)
+            .await)
+        .unwrap();
         assert_eq!(n, ids.len() as i64, "{backend}");
-        let n: i64 =
-            with_conn!(&mut conn, |c| users::table.filter(users::created_at.gt(at)).count().get_result(c).await)
-                .unwrap();
+        let n: i64 = with_conn!(&mut conn, |c| users::table
+            .filter(users::created_at.gt(at))
+            .count()
+            .get_result(c)
+            .await)
+        .unwrap();
         assert_eq!(n, 0, "{backend}");
     })
     .await;
@@ -211,7 +232,9 @@ async fn unreachable_servers_fail_fast_with_host_port_and_no_password() {
         let port = closed_port();
         let url = format!("{scheme}://app:hunter2secret@127.0.0.1:{port}/app");
         let started = Instant::now();
-        let err = Pool::connect(Config::new(&url).unwrap().connect_timeout(Duration::from_secs(5))).await.unwrap_err();
+        let err = Pool::connect(Config::new(&url).unwrap().connect_timeout(Duration::from_secs(5)))
+            .await
+            .unwrap_err();
         let text = err.to_string();
         assert_eq!(err.kind(), ErrorKind::Connect, "{text}");
         assert!(text.contains(&format!("127.0.0.1:{port}")), "{text}");

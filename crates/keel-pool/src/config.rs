@@ -48,7 +48,7 @@ impl Backend {
 
 impl fmt::Display for Backend {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
+        f.pad(self.as_str())
     }
 }
 
@@ -144,7 +144,7 @@ impl DatabaseUrl {
         }
         let password = parsed
             .password()
-            .map(|p| percent_decode(p))
+            .map(percent_decode)
             .or_else(|| parsed.query_pairs().find(|(k, _)| k == "password").map(|(_, v)| v.into_owned()));
         let mut shown = parsed.clone();
         let _ = shown.set_password(None);
@@ -502,14 +502,20 @@ mod tests {
     fn unknown_scheme_lists_supported_ones() {
         let err = DatabaseUrl::parse("oracle://scott:tiger@h/db").unwrap_err().to_string();
         assert!(err.contains("oracle://"), "{err}");
-        assert!(err.contains("postgres://") && err.contains("mysql://") && err.contains("sqlite://"), "{err}");
+        assert!(
+            err.contains("postgres://") && err.contains("mysql://") && err.contains("sqlite://"),
+            "{err}"
+        );
         assert!(!err.contains("tiger"), "{err}");
     }
 
     #[test]
     fn password_never_shown() {
-        let url = DatabaseUrl::parse("postgres://app:s3cr%40t@db:5432/app?password=other&sslmode=disable").unwrap();
-        for shown in [url.to_string(), format!("{url:?}"), format!("{:?}", Config::new(url.expose_secret()).unwrap())] {
+        let url =
+            DatabaseUrl::parse("postgres://app:s3cr%40t@db:5432/app?password=other&sslmode=disable").unwrap();
+        for shown in
+            [url.to_string(), format!("{url:?}"), format!("{:?}", Config::new(url.expose_secret()).unwrap())]
+        {
             assert!(!shown.contains("s3cr"), "{shown}");
             assert!(!shown.contains("other"), "{shown}");
             assert!(shown.contains("password hidden"), "{shown}");

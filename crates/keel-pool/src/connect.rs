@@ -67,17 +67,17 @@ pub(crate) fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
 /// tokio-postgres directly (the driver diesel-async wraps) so the real cause of a failure
 /// reaches the user.
 pub(crate) async fn pg(config: &Config) -> Result<PgConnection, Error> {
-    let mut pg_config: tokio_postgres::Config = config
-        .url
-        .expose_secret()
-        .parse()
-        .map_err(|e: tokio_postgres::Error| Error::config(format!("invalid PostgreSQL URL {}: {}", config.url, error_chain(&e))))?;
+    let mut pg_config: tokio_postgres::Config =
+        config.url.expose_secret().parse().map_err(|e: tokio_postgres::Error| {
+            Error::config(format!("invalid PostgreSQL URL {}: {}", config.url, error_chain(&e)))
+        })?;
     if pg_config.get_application_name().is_none() {
         pg_config.application_name(&config.application_name);
     }
     pg_config.connect_timeout(config.connect_timeout);
     let connecting = async {
-        let (client, connection) = pg_config.connect(tokio_postgres::NoTls).await.map_err(|e| error_chain(&e))?;
+        let (client, connection) =
+            pg_config.connect(tokio_postgres::NoTls).await.map_err(|e| error_chain(&e))?;
         PgConnection::try_from_client_and_connection(client, connection).await.map_err(|e| e.to_string())
     };
     match tokio::time::timeout(config.connect_timeout, connecting).await {
@@ -102,7 +102,8 @@ pub(crate) fn sqlite_blocking(config: &Config) -> Result<diesel::SqliteConnectio
         Some(SqliteTarget::File(path)) => (path.clone(), true),
         _ => (":memory:".to_owned(), false),
     };
-    let mut conn = diesel::SqliteConnection::establish(&path).map_err(|e| connect_error(config, &e.to_string()))?;
+    let mut conn =
+        diesel::SqliteConnection::establish(&path).map_err(|e| connect_error(config, &e.to_string()))?;
     let busy_ms = config.sqlite_busy_timeout.as_millis().min(i32::MAX as u128);
     let mut setup = format!("PRAGMA foreign_keys = ON; PRAGMA busy_timeout = {busy_ms};");
     if is_file {

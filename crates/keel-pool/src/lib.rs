@@ -11,7 +11,7 @@
 //! - [`config`]: [`Config`], [`Backend`], [`DatabaseUrl`] (never shows a password).
 //! - [`error`]: [`Error`], [`ErrorKind`], [`classify`].
 //! - [`conn`]: [`Conn`] and the connection types; the [`with_conn!`] macro.
-//! - [`pool`]: [`Pool`].
+//! - [`pool`]: the [`Pool`] type.
 //! - [`migrate`]: the embedded migrations.
 //! - `testing` (feature `testing`): a database per test, on every backend.
 //!

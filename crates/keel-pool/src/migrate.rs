@@ -48,7 +48,8 @@ where
     H: MigrationHarness<DB>,
     EmbeddedMigrations: MigrationSource<DB>,
 {
-    let names = |v: Vec<diesel::migration::MigrationVersion<'_>>| v.into_iter().map(|v| v.to_string()).collect();
+    let names =
+        |v: Vec<diesel::migration::MigrationVersion<'_>>| v.into_iter().map(|v| v.to_string()).collect();
     match op {
         Op::Run => {
             let ran = harness.run_pending_migrations(source)?;
@@ -61,7 +62,8 @@ where
         Op::Status => {
             let mut applied: Vec<String> = names(harness.applied_migrations()?);
             applied.sort();
-            let pending = harness.pending_migrations(source)?.iter().map(|m| m.name().version().to_string()).collect();
+            let pending =
+                harness.pending_migrations(source)?.iter().map(|m| m.name().version().to_string()).collect();
             Ok(MigrationStatus { applied, pending })
         }
     }
@@ -113,7 +115,9 @@ impl Pool {
             // A pooled connection, not a new one: `sqlite::memory:` exists only inside it.
             Backend::Sqlite => {
                 let mut conn = self.get().await?;
-                let Conn::Sqlite(c) = &mut conn else { unreachable!("a SQLite pool hands out SQLite connections") };
+                let Conn::Sqlite(c) = &mut conn else {
+                    unreachable!("a SQLite pool hands out SQLite connections")
+                };
                 let result = c
                     .spawn_blocking(move |sc| {
                         apply(sc, SQLITE, op).map_err(diesel::result::Error::QueryBuilderError)

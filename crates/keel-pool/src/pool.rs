@@ -85,7 +85,9 @@ where
     let cfg = config.clone();
     let mut mc = ManagerConfig::default();
     mc.custom_setup = Box::new(move |_url| {
-        open(cfg.clone()).map(|r| r.map_err(|e| diesel::ConnectionError::BadConnection(e.to_string()))).boxed()
+        open(cfg.clone())
+            .map(|r| r.map_err(|e| diesel::ConnectionError::BadConnection(e.to_string())))
+            .boxed()
     });
     AsyncDieselConnectionManager::new_with_config(config.url.redacted(), mc)
 }
@@ -186,7 +188,11 @@ impl Pool {
             Pools::Mysql(p) => p.state(),
             Pools::Sqlite(p) => p.state(),
         };
-        PoolState { connections: s.connections, idle: s.idle_connections, max_size: self.config().effective_max_size() }
+        PoolState {
+            connections: s.connections,
+            idle: s.idle_connections,
+            max_size: self.config().effective_max_size(),
+        }
     }
 }
 

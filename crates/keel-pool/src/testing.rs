@@ -58,7 +58,8 @@ pub fn server_url(backend: Backend) -> Option<String> {
                 .unwrap_or_else(|_| "postgres://root@127.0.0.1:5432/postgres".to_owned()),
         ),
         Backend::Mysql => Some(
-            std::env::var("KEEL_TEST_MYSQL_URL").unwrap_or_else(|_| "mysql://root@127.0.0.1:3306/test".to_owned()),
+            std::env::var("KEEL_TEST_MYSQL_URL")
+                .unwrap_or_else(|_| "mysql://root@127.0.0.1:3306/test".to_owned()),
         ),
         Backend::Sqlite => None,
     }
@@ -119,10 +120,8 @@ impl std::fmt::Debug for TestDb {
 }
 
 fn unique_name(test: &str) -> String {
-    let mut tag: String = test
-        .chars()
-        .map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '_' })
-        .collect();
+    let mut tag: String =
+        test.chars().map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '_' }).collect();
     tag.truncate(28);
     let random = uuid::Uuid::now_v7().simple().to_string();
     // The tail of a UUIDv7 is random; the head is the time, which parallel tests share.
@@ -154,7 +153,10 @@ pub async fn prepare_postgres_template(force: bool) -> Result<(), TestDbError> {
     let admin_url = DatabaseUrl::parse(&server_url(b).unwrap_or_default()).map_err(setup_err(b))?;
     let mut admin = admin_pg(&admin_url).await?;
     // One builder at a time across processes; the lock ends with the session.
-    diesel::sql_query("SELECT pg_advisory_lock(740213555)").execute(&mut admin).await.map_err(query_err(b))?;
+    diesel::sql_query("SELECT pg_advisory_lock(740213555)")
+        .execute(&mut admin)
+        .await
+        .map_err(query_err(b))?;
     let expected = format!("keel migrations {FINGERPRINT}");
     let current: Option<Comment> = diesel::sql_query(
         "SELECT shobj_description(oid, 'pg_database') AS comment FROM pg_database WHERE datname = $1",
@@ -169,29 +171,42 @@ pub async fn prepare_postgres_template(force: bool) -> Result<(), TestDbError> {
         return Ok(());
     }
     if current.is_some() {
-        admin
-            .batch_execute(&format!(
-                "ALTER DATABASE {TEMPLATE} WITH IS_TEMPLATE false; DROP DATABASE {TEMPLATE} WITH (FORCE);"
-            ))
-            .await
-            .map_err(query_err(b))?;
+        // One statement per call: PostgreSQL runs a multi-statement string as one transaction,
+        // and DROP DATABASE refuses to run inside one.
+        run_each(
+            &mut admin,
+            &[
+                format!("ALTER DATABASE {TEMPLATE} WITH IS_TEMPLATE false"),
+                format!("DROP DATABASE {TEMPLATE} WITH (FORCE)"),
+            ],
+        )
+        .await?;
     }
     admin.batch_execute(&format!("CREATE DATABASE {TEMPLATE}")).await.map_err(query_err(b))?;
     let template_url = admin_url.with_database(TEMPLATE).map_err(setup_err(b))?;
     {
-        let pool = Pool::connect(Config::new(template_url.expose_secret()).map_err(setup_err(b))?.max_size(1))
-            .await
-            .map_err(setup_err(b))?;
+        let pool =
+            Pool::connect(Config::new(template_url.expose_secret()).map_err(setup_err(b))?.max_size(1))
+                .await
+                .map_err(setup_err(b))?;
         pool.migrate().await.map_err(setup_err(b))?;
     }
     // Copying needs the template without sessions: drop any the pool left behind.
-    admin
-        .batch_execute(&format!(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{TEMPLATE}' AND pid <> pg_backend_pid(); \
-             COMMENT ON DATABASE {TEMPLATE} IS '{expected}'; ALTER DATABASE {TEMPLATE} WITH IS_TEMPLATE true;"
-        ))
-        .await
-        .map_err(query_err(b))?;
+    run_each(&mut admin, &[
+        format!(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{TEMPLATE}' AND pid <> pg_backend_pid()"
+        ),
+        format!("COMMENT ON DATABASE {TEMPLATE} IS '{expected}'"),
+        format!("ALTER DATABASE {TEMPLATE} WITH IS_TEMPLATE true"),
+    ])
+    .await?;
+    Ok(())
+}
+
+async fn run_each(admin: &mut PgConnection, statements: &[String]) -> Result<(), TestDbError> {
+    for sql in statements {
+        admin.batch_execute(sql).await.map_err(query_err(Backend::Postgres))?;
+    }
     Ok(())
 }
 
@@ -212,8 +227,8 @@ impl TestDb {
         let name = unique_name(test);
         match backend {
             Backend::Postgres => {
-                let admin_url =
-                    DatabaseUrl::parse(&server_url(backend).unwrap_or_default()).map_err(setup_err(backend))?;
+                let admin_url = DatabaseUrl::parse(&server_url(backend).unwrap_or_default())
+                    .map_err(setup_err(backend))?;
                 let mut admin = admin_pg(&admin_url).await?;
                 if migrated {
                     TEMPLATE_READY.get_or_try_init(|| prepare_postgres_template(false)).await?;
@@ -228,8 +243,8 @@ impl TestDb {
                 Ok(TestDb { backend, name, url, admin_url: Some(admin_url), sqlite_path: None, pool })
             }
             Backend::Mysql => {
-                let admin_url =
-                    DatabaseUrl::parse(&server_url(backend).unwrap_or_default()).map_err(setup_err(backend))?;
+                let admin_url = DatabaseUrl::parse(&server_url(backend).unwrap_or_default())
+                    .map_err(setup_err(backend))?;
                 let mut admin = admin_mysql(&admin_url).await?;
                 admin
                     .batch_execute(&format!("CREATE DATABASE {name} CHARACTER SET utf8mb4"))
@@ -238,28 +253,27 @@ impl TestDb {
                 let url = admin_url.with_database(&name).map_err(setup_err(backend))?;
                 let pool = test_pool(&url).await.map_err(setup_err(backend))?;
                 let db = TestDb { backend, name, url, admin_url: Some(admin_url), sqlite_path: None, pool };
-                if migrated {
-                    if let Err(e) = db.pool.migrate().await {
-                        db.drop_database().await;
-                        return Err(TestDbError::Setup(backend, e));
-                    }
-                }
-                Ok(db)
+                db.migrated_if(migrated).await
             }
             Backend::Sqlite => {
                 let path = std::env::temp_dir().join(format!("{name}.db"));
-                let url = DatabaseUrl::parse(&format!("sqlite://{}", path.display())).map_err(setup_err(backend))?;
+                let url = DatabaseUrl::parse(&format!("sqlite://{}", path.display()))
+                    .map_err(setup_err(backend))?;
                 let pool = test_pool(&url).await.map_err(setup_err(backend))?;
                 let db = TestDb { backend, name, url, admin_url: None, sqlite_path: Some(path), pool };
-                if migrated {
-                    if let Err(e) = db.pool.migrate().await {
-                        db.drop_database().await;
-                        return Err(TestDbError::Setup(backend, e));
-                    }
-                }
-                Ok(db)
+                db.migrated_if(migrated).await
             }
         }
+    }
+
+    /// Applies the migrations when asked; drops the database if they fail.
+    async fn migrated_if(self, migrated: bool) -> Result<TestDb, TestDbError> {
+        if migrated && let Err(e) = self.pool.migrate().await {
+            let backend = self.backend;
+            self.drop_database().await;
+            return Err(TestDbError::Setup(backend, e));
+        }
+        Ok(self)
     }
 
     /// The backend.
@@ -421,18 +435,20 @@ pub async fn leftover_databases(backend: Backend) -> Result<Vec<String>, TestDbE
     let url = DatabaseUrl::parse(&server_url(backend).unwrap_or_default()).map_err(setup_err(backend))?;
     let pattern = format!("{PREFIX}%");
     let rows: Vec<Name> = match backend {
-        Backend::Postgres => diesel::sql_query("SELECT datname AS name FROM pg_database WHERE datname LIKE $1")
-            .bind::<Text, _>(&pattern)
-            .load(&mut admin_pg(&url).await?)
-            .await
-            .map_err(query_err(backend))?,
-        Backend::Mysql => {
-            diesel::sql_query("SELECT schema_name AS name FROM information_schema.schemata WHERE schema_name LIKE ?")
+        Backend::Postgres => {
+            diesel::sql_query("SELECT datname AS name FROM pg_database WHERE datname LIKE $1")
                 .bind::<Text, _>(&pattern)
-                .load(&mut admin_mysql(&url).await?)
+                .load(&mut admin_pg(&url).await?)
                 .await
                 .map_err(query_err(backend))?
         }
+        Backend::Mysql => diesel::sql_query(
+            "SELECT schema_name AS name FROM information_schema.schemata WHERE schema_name LIKE ?",
+        )
+        .bind::<Text, _>(&pattern)
+        .load(&mut admin_mysql(&url).await?)
+        .await
+        .map_err(query_err(backend))?,
         Backend::Sqlite => Vec::new(),
     };
     Ok(rows.into_iter().map(|r| r.name).collect())

@@ -1,8 +1,8 @@
 use diesel::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use crate::{Id, Timestamp};
 use crate::schema::transfers;
+use crate::{Id, Timestamp};
 
 /// One applied transfer in the ledger.
 #[derive(Debug, Clone, PartialEq, Eq, Queryable, Selectable, Identifiable, Serialize, Deserialize)]
