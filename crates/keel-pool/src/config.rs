@@ -13,6 +13,10 @@
 //! | [`max_lifetime`](Config::max_lifetime) | `KEEL_MAX_LIFETIME_MS` | 1 800 000 ms (0 = never) |
 //! | [`application_name`](Config::application_name) | `KEEL_APPLICATION_NAME` | `keel` |
 //! | [`sqlite_busy_timeout`](Config::sqlite_busy_timeout) | `KEEL_SQLITE_BUSY_TIMEOUT_MS` | 5000 ms |
+//! | [`ping_idle_after`](Config::ping_idle_after) | `KEEL_PING_IDLE_AFTER_MS` | 1000 ms |
+//! | [`statement_timeout`](Config::statement_timeout) | `KEEL_STATEMENT_TIMEOUT_MS` | none (0 = none) |
+//! | [`slow_query_threshold`](Config::slow_query_threshold) | `KEEL_SLOW_QUERY_MS` | 1000 ms (0 = off) |
+//! | [`retry`](Config::retry) | `KEEL_RETRY_MAX_ATTEMPTS`, `KEEL_RETRY_BASE_MS`, `KEEL_RETRY_MAX_BACKOFF_MS`, `KEEL_RETRY_DEADLINE_MS` | see [`RetryPolicy`](crate::RetryPolicy) |
 
 use std::fmt;
 use std::str::FromStr;
@@ -324,6 +328,10 @@ pub struct Config {
     pub(crate) max_lifetime: Option<Duration>,
     pub(crate) application_name: String,
     pub(crate) sqlite_busy_timeout: Duration,
+    pub(crate) ping_idle_after: Duration,
+    pub(crate) statement_timeout: Option<Duration>,
+    pub(crate) slow_query_threshold: Option<Duration>,
+    pub(crate) retry: crate::RetryPolicy,
 }
 
 impl Config {
@@ -341,6 +349,10 @@ impl Config {
             max_lifetime: Some(Duration::from_secs(1800)),
             application_name: "keel".to_owned(),
             sqlite_busy_timeout: Duration::from_secs(5),
+            ping_idle_after: Duration::from_secs(1),
+            statement_timeout: None,
+            slow_query_threshold: Some(Duration::from_secs(1)),
+            retry: crate::RetryPolicy::default(),
         })
     }
 
@@ -385,6 +397,16 @@ impl Config {
         if let Some(v) = env_parse::<u64>("KEEL_SQLITE_BUSY_TIMEOUT_MS")? {
             self = self.sqlite_busy_timeout(Duration::from_millis(v));
         }
+        if let Some(v) = env_parse::<u64>("KEEL_PING_IDLE_AFTER_MS")? {
+            self = self.ping_idle_after(Duration::from_millis(v));
+        }
+        if let Some(v) = env_parse::<u64>("KEEL_STATEMENT_TIMEOUT_MS")? {
+            self = self.statement_timeout((v > 0).then(|| Duration::from_millis(v)));
+        }
+        if let Some(v) = env_parse::<u64>("KEEL_SLOW_QUERY_MS")? {
+            self = self.slow_query_threshold((v > 0).then(|| Duration::from_millis(v)));
+        }
+        self.retry = self.retry.with_env_overrides()?;
         Ok(self)
     }
 
@@ -450,6 +472,34 @@ impl Config {
         self
     }
 
+    /// A connection that sat idle in the pool longer than this is pinged before it is handed
+    /// out (default 1 s). Pinging on every checkout, bb8's default, costs a round trip per
+    /// query; never pinging hands out connections the server has closed.
+    pub fn ping_idle_after(mut self, d: Duration) -> Self {
+        self.ping_idle_after = d;
+        self
+    }
+
+    /// Server-side limit on each statement (default none): PostgreSQL `statement_timeout`,
+    /// MariaDB `max_statement_time`, MySQL `MAX_EXECUTION_TIME` (SELECTs only). The server
+    /// stops the statement; the error kind is `StatementTimeout`. SQLite has no equivalent.
+    pub fn statement_timeout(mut self, d: Option<Duration>) -> Self {
+        self.statement_timeout = d;
+        self
+    }
+
+    /// Queries slower than this are logged at WARN on target `keel::query` (default 1 s).
+    pub fn slow_query_threshold(mut self, d: Option<Duration>) -> Self {
+        self.slow_query_threshold = d;
+        self
+    }
+
+    /// Retry policy for [`Pool::transaction`](crate::Pool::transaction).
+    pub fn retry(mut self, policy: crate::RetryPolicy) -> Self {
+        self.retry = policy;
+        self
+    }
+
     /// The pool size actually used (1 for `sqlite::memory:`).
     pub fn effective_max_size(&self) -> u32 {
         match self.url.sqlite_target {
@@ -459,7 +509,7 @@ impl Config {
     }
 }
 
-fn env_parse<T: FromStr>(name: &str) -> Result<Option<T>, Error>
+pub(crate) fn env_parse<T: FromStr>(name: &str) -> Result<Option<T>, Error>
 where
     T::Err: fmt::Display,
 {

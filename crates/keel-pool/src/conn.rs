@@ -1,9 +1,8 @@
 //! [`Conn`]: a pooled connection to whichever backend the URL chose, and the macros that run
 //! one diesel query body on it.
 
-use diesel_async::pooled_connection::AsyncDieselConnectionManager;
-
 use crate::config::Backend;
+use crate::manager::KeelManager;
 
 /// The PostgreSQL connection type (diesel-async over tokio-postgres).
 pub type PgConnection = diesel_async::AsyncPgConnection;
@@ -13,9 +12,8 @@ pub type MysqlConnection = diesel_async::AsyncMysqlConnection;
 pub type SqliteConnection =
     diesel_async::sync_connection_wrapper::SyncConnectionWrapper<diesel::SqliteConnection>;
 
-pub(crate) type PgManager = AsyncDieselConnectionManager<PgConnection>;
-pub(crate) type MysqlManager = AsyncDieselConnectionManager<MysqlConnection>;
-pub(crate) type SqliteManager = AsyncDieselConnectionManager<SqliteConnection>;
+/// bb8's checked-out connection with keel's manager.
+pub type Pooled<C> = bb8::PooledConnection<'static, KeelManager<C>>;
 
 /// A connection checked out of a [`Pool`](crate::Pool); it goes back when dropped.
 ///
@@ -27,11 +25,11 @@ pub(crate) type SqliteManager = AsyncDieselConnectionManager<SqliteConnection>;
 #[allow(clippy::large_enum_variant)]
 pub enum Conn {
     /// A PostgreSQL connection.
-    Postgres(bb8::PooledConnection<'static, PgManager>),
+    Postgres(Pooled<PgConnection>),
     /// A MySQL/MariaDB connection.
-    Mysql(bb8::PooledConnection<'static, MysqlManager>),
+    Mysql(Pooled<MysqlConnection>),
     /// A SQLite connection.
-    Sqlite(bb8::PooledConnection<'static, SqliteManager>),
+    Sqlite(Pooled<SqliteConnection>),
 }
 
 impl Conn {
@@ -41,6 +39,18 @@ impl Conn {
             Conn::Postgres(_) => Backend::Postgres,
             Conn::Mysql(_) => Backend::Mysql,
             Conn::Sqlite(_) => Backend::Sqlite,
+        }
+    }
+}
+
+impl Conn {
+    /// The server's id for this session (PostgreSQL backend pid, MySQL `CONNECTION_ID()`);
+    /// `None` on SQLite.
+    pub fn server_id(&self) -> Option<u64> {
+        match self {
+            Conn::Postgres(c) => c.server_id(),
+            Conn::Mysql(c) => c.server_id(),
+            Conn::Sqlite(c) => c.server_id(),
         }
     }
 }
@@ -88,15 +98,15 @@ macro_rules! with_conn_raw {
         #[allow(unreachable_patterns)]
         match $conn {
             $crate::Conn::Postgres($c) => {
-                let $c: &mut $crate::PgConnection = &mut **$c;
+                let $c: &mut $crate::PgConnection = &mut ***$c;
                 $body
             }
             $crate::Conn::Mysql($c) => {
-                let $c: &mut $crate::MysqlConnection = &mut **$c;
+                let $c: &mut $crate::MysqlConnection = &mut ***$c;
                 $body
             }
             $crate::Conn::Sqlite($c) => {
-                let $c: &mut $crate::SqliteConnection = &mut **$c;
+                let $c: &mut $crate::SqliteConnection = &mut ***$c;
                 $body
             }
         }

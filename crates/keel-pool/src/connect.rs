@@ -33,20 +33,6 @@ pub(crate) fn connect_error(config: &Config, reason: &str) -> Error {
     Error::Connect { backend: config.backend(), target: config.url.target(), reason, hint }
 }
 
-async fn with_timeout<T, F>(config: &Config, fut: F) -> Result<T, Error>
-where
-    F: std::future::Future<Output = diesel::ConnectionResult<T>>,
-{
-    match tokio::time::timeout(config.connect_timeout, fut).await {
-        Ok(Ok(conn)) => Ok(conn),
-        Ok(Err(e)) => Err(connect_error(config, &e.to_string())),
-        Err(_) => Err(connect_error(
-            config,
-            &format!("timed out after {}ms (connect_timeout)", config.connect_timeout.as_millis()),
-        )),
-    }
-}
-
 /// The error and its sources, joined: tokio-postgres's `Display` leaves the cause out
 /// ("error connecting to server" without "Connection refused").
 pub(crate) fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
@@ -63,10 +49,10 @@ pub(crate) fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
     text
 }
 
-/// Opens a PostgreSQL connection with `application_name` set. Connects through
-/// tokio-postgres directly (the driver diesel-async wraps) so the real cause of a failure
-/// reaches the user.
-pub(crate) async fn pg(config: &Config) -> Result<PgConnection, Error> {
+/// Opens a PostgreSQL connection with `application_name` and `statement_timeout` set, and
+/// returns it with its backend pid. Connects through tokio-postgres directly (the driver
+/// diesel-async wraps) so the real cause of a failure reaches the user.
+pub(crate) async fn pg(config: &Config) -> Result<(PgConnection, Option<u64>), Error> {
     let mut pg_config: tokio_postgres::Config =
         config.url.expose_secret().parse().map_err(|e: tokio_postgres::Error| {
             Error::config(format!("invalid PostgreSQL URL {}: {}", config.url, error_chain(&e)))
@@ -74,11 +60,26 @@ pub(crate) async fn pg(config: &Config) -> Result<PgConnection, Error> {
     if pg_config.get_application_name().is_none() {
         pg_config.application_name(&config.application_name);
     }
+    if let Some(t) = config.statement_timeout {
+        // Sent in the startup packet: no extra round trip.
+        let mut options = pg_config.get_options().unwrap_or_default().to_owned();
+        options.push_str(&format!(" -c statement_timeout={}", t.as_millis()));
+        pg_config.options(options.trim());
+    }
     pg_config.connect_timeout(config.connect_timeout);
     let connecting = async {
         let (client, connection) =
             pg_config.connect(tokio_postgres::NoTls).await.map_err(|e| error_chain(&e))?;
-        PgConnection::try_from_client_and_connection(client, connection).await.map_err(|e| e.to_string())
+        let mut conn = PgConnection::try_from_client_and_connection(client, connection)
+            .await
+            .map_err(|e| e.to_string())?;
+        let pid: i32 = diesel_async::RunQueryDsl::get_result(
+            diesel::select(diesel::dsl::sql::<diesel::sql_types::Integer>("pg_backend_pid()")),
+            &mut conn,
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+        Ok::<_, String>((conn, Some(pid as u64)))
     };
     match tokio::time::timeout(config.connect_timeout, connecting).await {
         Ok(Ok(conn)) => Ok(conn),
@@ -90,9 +91,46 @@ pub(crate) async fn pg(config: &Config) -> Result<PgConnection, Error> {
     }
 }
 
-/// Opens a MySQL/MariaDB connection (diesel-async sets UTC and utf8mb4 for the session).
-pub(crate) async fn mysql(config: &Config) -> Result<MysqlConnection, Error> {
-    with_timeout(config, MysqlConnection::establish(config.url.expose_secret())).await
+#[derive(diesel::QueryableByName)]
+struct MysqlSession {
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    id: i64,
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    version: String,
+}
+
+/// Opens a MySQL/MariaDB connection (diesel-async sets UTC and utf8mb4 for the session), sets
+/// the statement timeout, and returns it with its `CONNECTION_ID()`.
+pub(crate) async fn mysql(config: &Config) -> Result<(MysqlConnection, Option<u64>), Error> {
+    let opening = async {
+        let mut conn =
+            MysqlConnection::establish(config.url.expose_secret()).await.map_err(|e| e.to_string())?;
+        let session: MysqlSession = diesel_async::RunQueryDsl::get_result(
+            diesel::sql_query("SELECT CAST(CONNECTION_ID() AS SIGNED) AS id, VERSION() AS version"),
+            &mut conn,
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+        if let Some(t) = config.statement_timeout {
+            let sql = if session.version.contains("MariaDB") {
+                format!("SET SESSION max_statement_time = {:.3}", t.as_secs_f64())
+            } else {
+                format!("SET SESSION MAX_EXECUTION_TIME = {}", t.as_millis())
+            };
+            diesel_async::SimpleAsyncConnection::batch_execute(&mut conn, &sql)
+                .await
+                .map_err(|e| e.to_string())?;
+        }
+        Ok::<_, String>((conn, Some(session.id as u64)))
+    };
+    match tokio::time::timeout(config.connect_timeout, opening).await {
+        Ok(Ok(conn)) => Ok(conn),
+        Ok(Err(reason)) => Err(connect_error(config, &reason)),
+        Err(_) => Err(connect_error(
+            config,
+            &format!("timed out after {}ms (connect_timeout)", config.connect_timeout.as_millis()),
+        )),
+    }
 }
 
 /// Opens a synchronous SQLite connection with foreign keys on, a busy timeout, and WAL for

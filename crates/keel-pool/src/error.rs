@@ -182,6 +182,14 @@ pub enum Error {
         message: String,
     },
 
+    /// The connection was lost while `COMMIT` was in flight: the transaction may or may not have
+    /// been applied. Not retried automatically; settle it through an idempotency key.
+    #[error("the outcome of COMMIT is unknown (the connection was lost while it was in flight): {source}")]
+    CommitOutcomeUnknown {
+        /// The error seen at COMMIT.
+        source: Box<Error>,
+    },
+
     /// Running or inspecting migrations failed.
     #[error("migration failed on {backend}: {message}")]
     Migration {
@@ -219,6 +227,7 @@ impl Error {
             Error::NotFound { .. } => ErrorKind::NotFound,
             Error::InvalidInput { .. } => ErrorKind::InvalidInput,
             Error::Migration { .. } => ErrorKind::Migration,
+            Error::CommitOutcomeUnknown { .. } => ErrorKind::CommitOutcomeUnknown,
         }
     }
 
@@ -317,7 +326,7 @@ fn classify_message(backend: Backend, message: &str) -> Option<ErrorKind> {
                 ErrorKind::StatementTimeout
             } else if has("too many connections") {
                 ErrorKind::TooManyConnections
-            } else if has("server shutdown in progress") || has("connection was killed") {
+            } else if has("server shutdown in progress") {
                 ErrorKind::ServerShutdown
             } else if has("data too long")
                 || has("incorrect string value")
@@ -328,6 +337,9 @@ fn classify_message(backend: Backend, message: &str) -> Option<ErrorKind> {
             } else if has("constraint") && has("failed") {
                 ErrorKind::CheckViolation
             } else if has("server has gone away")
+                || has("connection was killed")
+                || has("input/output error")
+                || has("connection to the server is closed")
                 || has("lost connection")
                 || has("connection reset")
                 || has("broken pipe")

@@ -32,13 +32,20 @@ pub mod config;
 pub mod conn;
 mod connect;
 pub mod error;
+pub mod manager;
 pub mod migrate;
 pub mod pool;
+pub mod retry;
+pub mod stats;
 #[cfg(feature = "testing")]
 pub mod testing;
+pub mod tx;
 
 pub use config::{Backend, Config, DatabaseUrl, SqliteTarget};
 pub use conn::{Conn, MysqlConnection, PgConnection, SqliteConnection};
 pub use error::{Error, ErrorKind, classify};
 pub use migrate::MigrationStatus;
-pub use pool::{Pool, PoolState};
+pub use pool::{Health, Pool, PoolState};
+pub use retry::RetryPolicy;
+pub use stats::PoolStats;
+pub use tx::{Isolation, TxError, TxOptions};

@@ -97,7 +97,7 @@ impl Pool {
             // Migrations run through diesel's synchronous harness on a blocking thread, on a
             // connection of their own (the wrapper drives the async connection from there).
             Backend::Postgres => {
-                let conn = connect::pg(self.config()).await?;
+                let (conn, _) = connect::pg(self.config()).await?;
                 tokio::task::spawn_blocking(move || {
                     let mut h = AsyncConnectionWrapper::<PgConnection>::from(conn);
                     apply(&mut h, POSTGRES, op).map_err(|e| e.to_string())
@@ -105,7 +105,7 @@ impl Pool {
                 .await
             }
             Backend::Mysql => {
-                let conn = connect::mysql(self.config()).await?;
+                let (conn, _) = connect::mysql(self.config()).await?;
                 tokio::task::spawn_blocking(move || {
                     let mut h = AsyncConnectionWrapper::<MysqlConnection>::from(conn);
                     apply(&mut h, MYSQL, op).map_err(|e| e.to_string())

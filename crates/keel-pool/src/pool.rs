@@ -1,16 +1,17 @@
 //! [`Pool`]: a bb8 pool per backend behind one type.
 
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
 
 use diesel::sql_types::Text;
 use diesel_async::RunQueryDsl;
-use diesel_async::pooled_connection::{AsyncDieselConnectionManager, ManagerConfig, PoolError};
-use futures_util::FutureExt as _;
 
-use crate::config::{Backend, Config, DatabaseUrl};
-use crate::conn::{Conn, MysqlManager, PgManager, SqliteManager};
-use crate::connect;
+use crate::config::{Backend, Config};
+use crate::conn::{Conn, MysqlConnection, PgConnection, SqliteConnection};
 use crate::error::Error;
+use crate::manager::{BackendConn, KeelManager, Shared};
+use crate::stats::{PoolStats, snapshot};
 
 /// A pool of connections to one database, on the backend its URL chose. Cheap to clone: clones
 /// share the same connections.
@@ -28,144 +29,138 @@ pub struct Pool {
 }
 
 struct Inner {
-    config: Config,
-    pools: Pools,
-    last_connect_error: LastError,
+    shared: Arc<Shared>,
+    /// `None` once closed: dropping our handle lets bb8 close idle connections, and checked-out
+    /// ones close when they come back.
+    pools: RwLock<Option<Pools>>,
 }
 
-enum Pools {
-    Postgres(bb8::Pool<PgManager>),
-    Mysql(bb8::Pool<MysqlManager>),
-    Sqlite(bb8::Pool<SqliteManager>),
-}
-
-/// The most recent connection failure, kept so an acquire timeout can say why (bb8 itself only
-/// reports "timed out").
 #[derive(Clone)]
-struct LastError {
-    slot: Arc<Mutex<Option<String>>>,
-    url: DatabaseUrl,
+enum Pools {
+    Postgres(bb8::Pool<KeelManager<PgConnection>>),
+    Mysql(bb8::Pool<KeelManager<MysqlConnection>>),
+    Sqlite(bb8::Pool<KeelManager<SqliteConnection>>),
 }
 
-impl std::fmt::Debug for LastError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("LastError")
-    }
-}
-
-impl LastError {
-    fn set(&self, message: String) {
-        if let Ok(mut slot) = self.slot.lock() {
-            *slot = Some(message);
+impl Pools {
+    fn state(&self) -> bb8::State {
+        match self {
+            Pools::Postgres(p) => p.state(),
+            Pools::Mysql(p) => p.state(),
+            Pools::Sqlite(p) => p.state(),
         }
     }
+}
 
-    fn get(&self) -> Option<String> {
-        self.slot.lock().ok().and_then(|s| s.clone())
+/// bb8 error sink: keeps the last connection failure so an acquire timeout can say why (bb8
+/// itself reports only "timed out", bb8 #99). The manager records it; this only logs drops.
+#[derive(Debug, Clone, Copy)]
+struct QuietSink;
+
+impl bb8::ErrorSink<Error> for QuietSink {
+    fn sink(&self, error: Error) {
+        tracing::debug!(target: "keel_pool", %error, "connection error reported by the pool");
+    }
+
+    fn boxed_clone(&self) -> Box<dyn bb8::ErrorSink<Error>> {
+        Box::new(*self)
     }
 }
 
-impl bb8::ErrorSink<PoolError> for LastError {
-    fn sink(&self, error: PoolError) {
-        let message = self.url.scrub(&error.to_string());
-        tracing::warn!(target: "keel_pool", error = %message, "database connection attempt failed");
-        self.set(message);
-    }
-
-    fn boxed_clone(&self) -> Box<dyn bb8::ErrorSink<PoolError>> {
-        Box::new(self.clone())
-    }
-}
-
-fn manager<C, F>(config: &Config, open: F) -> AsyncDieselConnectionManager<C>
-where
-    C: diesel_async::AsyncConnection + 'static,
-    F: Fn(Config) -> futures_util::future::BoxFuture<'static, Result<C, Error>> + Send + Sync + 'static,
-{
-    let cfg = config.clone();
-    let mut mc = ManagerConfig::default();
-    mc.custom_setup = Box::new(move |_url| {
-        open(cfg.clone())
-            .map(|r| r.map_err(|e| diesel::ConnectionError::BadConnection(e.to_string())))
-            .boxed()
-    });
-    AsyncDieselConnectionManager::new_with_config(config.url.redacted(), mc)
-}
-
-async fn build<M>(config: &Config, manager: M, first: M::Connection, sink: LastError) -> bb8::Pool<M>
-where
-    M: bb8::ManageConnection<Error = PoolError>,
-{
+async fn build<C: BackendConn>(shared: &Arc<Shared>) -> Result<bb8::Pool<KeelManager<C>>, Error> {
+    // Open the first connection by hand so a wrong URL or an unreachable server fails here, at
+    // once, with the real error.
+    let first = KeelManager::<C>::open(shared).await?;
+    let config = &shared.config;
+    let max = config.effective_max_size();
     let pool = bb8::Pool::builder()
-        .max_size(config.effective_max_size())
-        .min_idle(config.min_idle.map(|n| n.min(config.effective_max_size())))
+        .max_size(max)
+        .min_idle(config.min_idle.map(|n| n.min(max)))
         .connection_timeout(config.acquire_timeout)
         .idle_timeout(config.idle_timeout)
         .max_lifetime(config.max_lifetime)
-        .error_sink(Box::new(sink))
-        .build_unchecked(manager);
-    // The first connection was opened by hand so that an unreachable server fails at once with
-    // the real error; hand it to the pool instead of wasting it.
+        .test_on_check_out(true) // keel's manager decides whether a ping is due
+        .error_sink(Box::new(QuietSink))
+        .build_unchecked(KeelManager::<C>::new(Arc::clone(shared)));
     let _ = pool.add(first);
-    pool
+    Ok(pool)
 }
 
 impl Pool {
     /// Opens a pool: connects once right away, so a wrong URL or an unreachable server fails
     /// here, within `connect_timeout`, with an error naming the host and port and what to check.
     pub async fn connect(config: Config) -> Result<Pool, Error> {
-        let sink = LastError { slot: Arc::default(), url: config.url.clone() };
-        let pools = match config.backend() {
-            Backend::Postgres => {
-                let first = connect::pg(&config).await?;
-                let m = manager(&config, |c| async move { connect::pg(&c).await }.boxed());
-                Pools::Postgres(build(&config, m, first, sink.clone()).await)
-            }
-            Backend::Mysql => {
-                let first = connect::mysql(&config).await?;
-                let m = manager(&config, |c| async move { connect::mysql(&c).await }.boxed());
-                Pools::Mysql(build(&config, m, first, sink.clone()).await)
-            }
-            Backend::Sqlite => {
-                let first = connect::sqlite(&config).await?;
-                let m = manager(&config, |c| async move { connect::sqlite(&c).await }.boxed());
-                Pools::Sqlite(build(&config, m, first, sink.clone()).await)
-            }
+        let shared = Arc::new(Shared::new(config));
+        let pools = match shared.config.backend() {
+            Backend::Postgres => Pools::Postgres(build(&shared).await?),
+            Backend::Mysql => Pools::Mysql(build(&shared).await?),
+            Backend::Sqlite => Pools::Sqlite(build(&shared).await?),
         };
-        tracing::debug!(target: "keel_pool", url = %config.url, backend = %config.backend(), "pool opened");
-        Ok(Pool { inner: Arc::new(Inner { config, pools, last_connect_error: sink }) })
+        tracing::debug!(target: "keel_pool", url = %shared.config.url, "pool opened");
+        Ok(Pool { inner: Arc::new(Inner { shared, pools: RwLock::new(Some(pools)) }) })
+    }
+
+    pub(crate) fn shared(&self) -> &Arc<Shared> {
+        &self.inner.shared
+    }
+
+    fn pools(&self) -> Option<Pools> {
+        self.inner.pools.read().ok().and_then(|p| p.clone())
     }
 
     /// The configuration this pool was opened with.
     pub fn config(&self) -> &Config {
-        &self.inner.config
+        &self.inner.shared.config
     }
 
     /// The backend of this pool.
     pub fn backend(&self) -> Backend {
-        self.inner.config.backend()
+        self.config().backend()
     }
 
-    /// Checks out a connection, waiting up to `acquire_timeout`.
+    /// Checks out a connection, waiting up to `acquire_timeout`. A connection that sat idle
+    /// longer than `ping_idle_after` is pinged first, and replaced if the ping fails.
     ///
     /// Fails with [`ErrorKind::AcquireTimeout`](crate::ErrorKind::AcquireTimeout) when none
-    /// became available; the error carries the last connection failure when there was one.
+    /// became available (the error carries the last connection failure, if any), or
+    /// [`ErrorKind::PoolClosed`](crate::ErrorKind::PoolClosed) after [`Pool::close`].
     pub async fn get(&self) -> Result<Conn, Error> {
-        let result = match &self.inner.pools {
+        let shared = &self.inner.shared;
+        let Some(pools) = self.pools().filter(|_| !shared.is_closed()) else {
+            return Err(Error::PoolClosed);
+        };
+        let started = Instant::now();
+        let counters = &shared.counters;
+        counters.waiting.fetch_add(1, Relaxed);
+        // Decrement even when the caller drops this future mid-wait.
+        struct Waiting<'a>(&'a std::sync::atomic::AtomicU64);
+        impl Drop for Waiting<'_> {
+            fn drop(&mut self) {
+                self.0.fetch_sub(1, Relaxed);
+            }
+        }
+        let waiting = Waiting(&counters.waiting);
+        let result = match &pools {
             Pools::Postgres(p) => p.get_owned().await.map(Conn::Postgres),
             Pools::Mysql(p) => p.get_owned().await.map(Conn::Mysql),
             Pools::Sqlite(p) => p.get_owned().await.map(Conn::Sqlite),
         };
-        result.map_err(|e| match e {
-            bb8::RunError::TimedOut => Error::AcquireTimeout {
-                waited: self.inner.config.acquire_timeout,
-                last_connect_error: self.inner.last_connect_error.get(),
-            },
-            bb8::RunError::User(e) => {
-                let message = self.inner.config.url.scrub(&e.to_string());
-                connect::connect_error(&self.inner.config, &message)
+        drop(waiting);
+        match result {
+            Ok(conn) => {
+                counters.acquires.fetch_add(1, Relaxed);
+                counters.acquire_latency.record(started.elapsed());
+                Ok(conn)
             }
-        })
+            Err(bb8::RunError::TimedOut) => {
+                counters.acquire_timeouts.fetch_add(1, Relaxed);
+                Err(Error::AcquireTimeout {
+                    waited: self.config().acquire_timeout,
+                    last_connect_error: shared.last_connect_error(),
+                })
+            }
+            Err(bb8::RunError::User(e)) => Err(e),
+        }
     }
 
     /// The server's version string (`15.4`, `10.11.6-MariaDB`, `3.46.0` for SQLite).
@@ -181,24 +176,62 @@ impl Pool {
         })
     }
 
+    /// A round trip to the server with its latency, and the server version.
+    pub async fn health(&self) -> Result<Health, Error> {
+        let started = Instant::now();
+        let server_version = self.server_version().await?;
+        Ok(Health { backend: self.backend(), latency: started.elapsed(), server_version })
+    }
+
     /// Connections open and idle right now.
     pub fn state(&self) -> PoolState {
-        let s = match &self.inner.pools {
-            Pools::Postgres(p) => p.state(),
-            Pools::Mysql(p) => p.state(),
-            Pools::Sqlite(p) => p.state(),
-        };
+        let s = self.pools().map(|p| p.state());
         PoolState {
-            connections: s.connections,
-            idle: s.idle_connections,
+            connections: s.as_ref().map_or(0, |s| s.connections),
+            idle: s.as_ref().map_or(0, |s| s.idle_connections),
             max_size: self.config().effective_max_size(),
         }
+    }
+
+    /// The pool's numbers: connections, checkouts and their latency, queries, retries.
+    pub fn stats(&self) -> PoolStats {
+        let state = self.pools().map(|p| p.state());
+        match state {
+            Some(s) => snapshot(&self.inner.shared.counters, &s, self.config().effective_max_size()),
+            None => PoolStats { max_size: self.config().effective_max_size(), ..Default::default() },
+        }
+    }
+
+    /// Closes the pool: no more checkouts (they fail with `PoolClosed`), waits up to `deadline`
+    /// for checked-out connections to come back, then closes every connection. Returns how many
+    /// connections were still checked out at the deadline (they close when returned).
+    pub async fn close(&self, deadline: Duration) -> u32 {
+        self.inner.shared.closed.store(true, Relaxed);
+        let until = Instant::now() + deadline;
+        let mut in_use = 0;
+        while let Some(pools) = self.pools() {
+            let s = pools.state();
+            in_use = s.connections.saturating_sub(s.idle_connections);
+            if in_use == 0 || Instant::now() >= until {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        if let Ok(mut p) = self.inner.pools.write() {
+            p.take();
+        }
+        in_use
+    }
+
+    /// True once [`Pool::close`] has been called.
+    pub fn is_closed(&self) -> bool {
+        self.inner.shared.is_closed()
     }
 }
 
 impl std::fmt::Debug for Pool {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Pool").field("url", &self.inner.config.url).field("state", &self.state()).finish()
+        f.debug_struct("Pool").field("url", &self.config().url).field("state", &self.state()).finish()
     }
 }
 
@@ -212,4 +245,16 @@ pub struct PoolState {
     pub idle: u32,
     /// The most connections the pool will open.
     pub max_size: u32,
+}
+
+/// The result of [`Pool::health`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Health {
+    /// The backend.
+    pub backend: Backend,
+    /// Checkout plus one query round trip.
+    pub latency: Duration,
+    /// The server's version string.
+    pub server_version: String,
 }

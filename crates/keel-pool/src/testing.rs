@@ -131,12 +131,14 @@ fn unique_name(test: &str) -> String {
 async fn admin_pg(url: &DatabaseUrl) -> Result<PgConnection, TestDbError> {
     crate::connect::pg(&Config::new(url.expose_secret()).map_err(setup_err(Backend::Postgres))?)
         .await
+        .map(|(c, _)| c)
         .map_err(setup_err(Backend::Postgres))
 }
 
 async fn admin_mysql(url: &DatabaseUrl) -> Result<MysqlConnection, TestDbError> {
     crate::connect::mysql(&Config::new(url.expose_secret()).map_err(setup_err(Backend::Mysql))?)
         .await
+        .map(|(c, _)| c)
         .map_err(setup_err(Backend::Mysql))
 }
 

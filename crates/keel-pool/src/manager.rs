@@ -1,0 +1,273 @@
+//! keel's bb8 connection manager: opens connections with keel's session settings, attaches
+//! query instrumentation, and pings on checkout only when a connection may have gone stale.
+//!
+//! bb8's default pings before every checkout, which halves point-query throughput; never
+//! pinging hands out connections the server closed long ago. keel pings a connection when it
+//! sat idle longer than `ping_idle_after`, or when the pool has seen a connection fail since
+//! it was last used (after a server restart every idle connection is suspect at once).
+
+use std::collections::VecDeque;
+use std::future::Future;
+use std::marker::PhantomData;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use diesel::connection::{Instrumentation, InstrumentationEvent};
+use diesel_async::pooled_connection::PoolableConnection;
+use diesel_async::{AsyncConnection, SimpleAsyncConnection as _};
+
+use crate::config::{Backend, Config};
+use crate::conn::{MysqlConnection, PgConnection, SqliteConnection};
+use crate::error::{Error, ErrorKind};
+use crate::stats::Counters;
+
+/// State shared by a pool, its manager and its connections.
+pub(crate) struct Shared {
+    pub(crate) config: Config,
+    pub(crate) counters: Counters,
+    pub(crate) last_connect_error: Mutex<Option<String>>,
+    epoch: Instant,
+    /// Micros since `epoch` when a connection was last seen failing.
+    suspect_since: AtomicU64,
+    pub(crate) closed: AtomicBool,
+}
+
+impl Shared {
+    pub(crate) fn new(config: Config) -> Self {
+        Shared {
+            config,
+            counters: Counters::default(),
+            last_connect_error: Mutex::new(None),
+            epoch: Instant::now(),
+            suspect_since: AtomicU64::new(0),
+            closed: AtomicBool::new(false),
+        }
+    }
+
+    fn micros(&self, at: Instant) -> u64 {
+        u64::try_from(at.saturating_duration_since(self.epoch).as_micros()).unwrap_or(u64::MAX)
+    }
+
+    /// True once the pool was closed.
+    pub(crate) fn is_closed(&self) -> bool {
+        self.closed.load(Relaxed)
+    }
+
+    /// Marks every connection last used before now as needing a ping before reuse.
+    pub(crate) fn suspect_all(&self) {
+        self.suspect_since.fetch_max(self.micros(Instant::now()), Relaxed);
+    }
+
+    pub(crate) fn note_connect_error(&self, message: String) {
+        tracing::warn!(target: "keel_pool", error = %message, "database connection attempt failed");
+        if let Ok(mut slot) = self.last_connect_error.lock() {
+            *slot = Some(message);
+        }
+    }
+
+    pub(crate) fn last_connect_error(&self) -> Option<String> {
+        self.last_connect_error.lock().ok().and_then(|s| s.clone())
+    }
+
+    /// Records an error seen on a connection: a lost connection makes the others suspect.
+    pub(crate) fn observe(&self, err: &Error) {
+        if matches!(
+            err.kind(),
+            ErrorKind::ConnectionLost | ErrorKind::ServerShutdown | ErrorKind::CommitOutcomeUnknown
+        ) {
+            self.suspect_all();
+        }
+    }
+}
+
+/// A pooled connection with what keel tracks about it.
+pub struct Managed<C> {
+    conn: C,
+    last_used: Instant,
+    server_id: Option<u64>,
+}
+
+impl<C> Managed<C> {
+    /// The server's id for this session: PostgreSQL backend pid, MySQL `CONNECTION_ID()`.
+    pub fn server_id(&self) -> Option<u64> {
+        self.server_id
+    }
+}
+
+impl<C> std::ops::Deref for Managed<C> {
+    type Target = C;
+    fn deref(&self) -> &C {
+        &self.conn
+    }
+}
+
+impl<C> std::ops::DerefMut for Managed<C> {
+    fn deref_mut(&mut self) -> &mut C {
+        &mut self.conn
+    }
+}
+
+/// What keel needs from each backend's connection type. Implemented for the three connection
+/// types; not meant to be implemented outside keel.
+pub trait BackendConn: AsyncConnection + PoolableConnection + Send + 'static {
+    /// The backend this connection type talks to.
+    const BACKEND: Backend;
+    /// Opens a connection with keel's session settings; returns it with its server-side id.
+    fn open(config: &Config) -> impl Future<Output = Result<(Self, Option<u64>), Error>> + Send;
+    /// A cheap round trip proving the session is alive.
+    fn keepalive(&mut self) -> impl Future<Output = diesel::QueryResult<()>> + Send;
+}
+
+impl BackendConn for PgConnection {
+    const BACKEND: Backend = Backend::Postgres;
+    fn open(config: &Config) -> impl Future<Output = Result<(Self, Option<u64>), Error>> + Send {
+        crate::connect::pg(config)
+    }
+    fn keepalive(&mut self) -> impl Future<Output = diesel::QueryResult<()>> + Send {
+        self.batch_execute("")
+    }
+}
+
+impl BackendConn for MysqlConnection {
+    const BACKEND: Backend = Backend::Mysql;
+    fn open(config: &Config) -> impl Future<Output = Result<(Self, Option<u64>), Error>> + Send {
+        crate::connect::mysql(config)
+    }
+    fn keepalive(&mut self) -> impl Future<Output = diesel::QueryResult<()>> + Send {
+        self.batch_execute("DO 1")
+    }
+}
+
+impl BackendConn for SqliteConnection {
+    const BACKEND: Backend = Backend::Sqlite;
+    fn open(config: &Config) -> impl Future<Output = Result<(Self, Option<u64>), Error>> + Send {
+        async move { crate::connect::sqlite(config).await.map(|c| (c, None)) }
+    }
+    fn keepalive(&mut self) -> impl Future<Output = diesel::QueryResult<()>> + Send {
+        // A local file does not go away between queries.
+        std::future::ready(Ok(()))
+    }
+}
+
+/// keel's bb8 manager for connection type `C` (see the module docs). Created by
+/// [`Pool::connect`](crate::Pool::connect).
+pub struct KeelManager<C> {
+    shared: Arc<Shared>,
+    _conn: PhantomData<fn() -> C>,
+}
+
+impl<C> KeelManager<C> {
+    pub(crate) fn new(shared: Arc<Shared>) -> Self {
+        KeelManager { shared, _conn: PhantomData }
+    }
+}
+
+impl<C: BackendConn> KeelManager<C> {
+    /// Opens a connection and wraps it; also used for the pool's first connection.
+    pub(crate) async fn open(shared: &Arc<Shared>) -> Result<Managed<C>, Error> {
+        let (mut conn, server_id) = C::open(&shared.config).await?;
+        conn.set_instrumentation(QueryTimer {
+            backend: C::BACKEND,
+            shared: Arc::clone(shared),
+            started: VecDeque::new(),
+        });
+        Ok(Managed { conn, last_used: Instant::now(), server_id })
+    }
+}
+
+impl<C: BackendConn> bb8::ManageConnection for KeelManager<C> {
+    type Connection = Managed<C>;
+    type Error = Error;
+
+    fn connect(&self) -> impl Future<Output = Result<Managed<C>, Error>> + Send {
+        let shared = Arc::clone(&self.shared);
+        async move {
+            let result = Self::open(&shared).await;
+            if let Err(e) = &result {
+                shared.note_connect_error(e.to_string());
+            }
+            result
+        }
+    }
+
+    fn is_valid(&self, conn: &mut Managed<C>) -> impl Future<Output = Result<(), Error>> + Send {
+        let stale = conn.last_used.elapsed() > self.shared.config.ping_idle_after
+            || self.shared.micros(conn.last_used) <= self.shared.suspect_since.load(Relaxed);
+        let shared = Arc::clone(&self.shared);
+        async move {
+            if !stale {
+                return Ok(());
+            }
+            shared.counters.pings.fetch_add(1, Relaxed);
+            conn.conn.keepalive().await.map_err(|e| crate::classify(C::BACKEND, e))?;
+            conn.last_used = Instant::now();
+            Ok(())
+        }
+    }
+
+    fn has_broken(&self, conn: &mut Managed<C>) -> bool {
+        // bb8 calls this when a connection comes back: the moment it was last used.
+        conn.last_used = Instant::now();
+        conn.conn.is_broken()
+    }
+}
+
+/// Times every query (diesel reports start and finish, not durations) and logs it through
+/// `tracing`: target `keel::query`, DEBUG for each query, WARN above `slow_query_threshold`.
+/// Bind values are never logged.
+struct QueryTimer {
+    backend: Backend,
+    shared: Arc<Shared>,
+    /// Start times of queries in flight, oldest first: PostgreSQL pipelines several queries on
+    /// one connection and answers them in order.
+    started: VecDeque<Instant>,
+}
+
+fn sql_text(query: &dyn diesel::connection::DebugQuery) -> String {
+    let text = query.to_string();
+    match text.find(" -- binds: ") {
+        Some(i) => text[..i].to_owned(),
+        None => text,
+    }
+}
+
+impl Instrumentation for QueryTimer {
+    fn on_connection_event(&mut self, event: InstrumentationEvent<'_>) {
+        match event {
+            InstrumentationEvent::StartQuery { .. } => self.started.push_back(Instant::now()),
+            InstrumentationEvent::FinishQuery { query, error, .. } => {
+                let elapsed = self.started.pop_front().map(|t| t.elapsed()).unwrap_or(Duration::ZERO);
+                let c = &self.shared.counters;
+                c.queries.fetch_add(1, Relaxed);
+                c.query_latency.record(elapsed);
+                if error.is_some() {
+                    c.query_errors.fetch_add(1, Relaxed);
+                }
+                let slow = self.shared.config.slow_query_threshold.is_some_and(|t| elapsed >= t);
+                if slow {
+                    c.slow_queries.fetch_add(1, Relaxed);
+                    tracing::warn!(
+                        target: "keel::query",
+                        backend = %self.backend,
+                        sql = %sql_text(query),
+                        duration_us = elapsed.as_micros() as u64,
+                        ok = error.is_none(),
+                        "slow query"
+                    );
+                } else if tracing::enabled!(target: "keel::query", tracing::Level::DEBUG) {
+                    tracing::debug!(
+                        target: "keel::query",
+                        backend = %self.backend,
+                        sql = %sql_text(query),
+                        duration_us = elapsed.as_micros() as u64,
+                        ok = error.is_none(),
+                        error = error.map(|e| e.to_string()),
+                        "query"
+                    );
+                }
+            }
+            _ => {}
+        }
+    }
+}
