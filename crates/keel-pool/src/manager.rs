@@ -141,8 +141,8 @@ impl BackendConn for MysqlConnection {
 
 impl BackendConn for SqliteConnection {
     const BACKEND: Backend = Backend::Sqlite;
-    fn open(config: &Config) -> impl Future<Output = Result<(Self, Option<u64>), Error>> + Send {
-        async move { crate::connect::sqlite(config).await.map(|c| (c, None)) }
+    async fn open(config: &Config) -> Result<(Self, Option<u64>), Error> {
+        crate::connect::sqlite(config).await.map(|c| (c, None))
     }
     fn keepalive(&mut self) -> impl Future<Output = diesel::QueryResult<()>> + Send {
         // A local file does not go away between queries.
