@@ -1,2 +1,195 @@
-//! End-to-end tests of keel across crates, run against every reachable backend. The tests live
-//! in `tests/`; this library is empty.
+//! Support for keel's end-to-end tests (the tests themselves live in `tests/`): raw SQL on a
+//! pooled connection, terminating a session from the side, and a TCP proxy that fault tests
+//! control, so they can cut connections without touching the real server or other tests.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::SeqCst};
+
+use diesel_async::SimpleAsyncConnection as _;
+use keel_pool::{Backend, Config, Conn, Pool, with_conn};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+
+/// Runs `sql` (one or more statements) on `conn`.
+pub async fn exec(conn: &mut Conn, sql: &str) -> Result<(), keel_pool::Error> {
+    with_conn!(conn, |c| c.batch_execute(sql).await)
+}
+
+/// Runs `sql` on a connection from `pool`.
+pub async fn exec_on(pool: &Pool, sql: &str) -> Result<(), keel_pool::Error> {
+    exec(&mut pool.get().await?, sql).await
+}
+
+/// A second pool on the same database, for acting on the first one's sessions from the side.
+pub async fn side_pool(pool: &Pool) -> Pool {
+    Pool::connect(Config::new(pool.config().url().expose_secret()).unwrap().max_size(2)).await.unwrap()
+}
+
+/// Ends the server session `server_id` (PostgreSQL `pg_terminate_backend`, MySQL `KILL`).
+pub async fn terminate(side: &Pool, server_id: u64) {
+    let sql = match side.backend() {
+        Backend::Postgres => format!("SELECT pg_terminate_backend({server_id})"),
+        Backend::Mysql => format!("KILL {server_id}"),
+        Backend::Sqlite => return,
+    };
+    let _ = exec_on(side, &sql).await;
+}
+
+/// What the proxy does with the next client chunk containing `COMMIT`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CommitFault {
+    /// Pass everything through.
+    None,
+    /// Close the connection without forwarding the COMMIT: the server rolls back.
+    DropBeforeCommit,
+    /// Forward the COMMIT, then close before the reply arrives: the server commits.
+    DropAfterCommit,
+}
+
+struct ProxyState {
+    target: SocketAddr,
+    /// Bumped to cut every open connection.
+    generation: watch::Sender<u64>,
+    accepting: AtomicBool,
+    commit_fault: std::sync::Mutex<CommitFault>,
+    faults_injected: AtomicU64,
+}
+
+/// A TCP proxy in front of a database server, bound to `127.0.0.1:0`.
+pub struct Proxy {
+    addr: SocketAddr,
+    state: Arc<ProxyState>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Proxy {
+    /// Starts a proxy forwarding to `target`.
+    pub async fn start(target: SocketAddr) -> Proxy {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let state = Arc::new(ProxyState {
+            target,
+            generation: watch::channel(0).0,
+            accepting: AtomicBool::new(true),
+            commit_fault: std::sync::Mutex::new(CommitFault::None),
+            faults_injected: AtomicU64::new(0),
+        });
+        let s = Arc::clone(&state);
+        let task = tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                if !s.accepting.load(SeqCst) {
+                    drop(client);
+                    continue;
+                }
+                tokio::spawn(pipe(Arc::clone(&s), client));
+            }
+        });
+        Proxy { addr, state, task }
+    }
+
+    /// The proxy's address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `url` with host and port replaced by the proxy's.
+    pub fn url_for(&self, url: &str) -> String {
+        let mut u = url::Url::parse(url).unwrap();
+        u.set_host(Some("127.0.0.1")).unwrap();
+        u.set_port(Some(self.addr.port())).unwrap();
+        u.to_string()
+    }
+
+    /// Closes every open connection (as a server crash or restart would).
+    pub fn cut_all(&self) {
+        self.state.generation.send_modify(|g| *g += 1);
+    }
+
+    /// Refuses (closes at once) new connections while `false`.
+    pub fn set_accepting(&self, accepting: bool) {
+        self.state.accepting.store(accepting, SeqCst);
+    }
+
+    /// Arms a fault for the next COMMIT that passes through.
+    pub fn fault_next_commit(&self, fault: CommitFault) {
+        *self.state.commit_fault.lock().unwrap() = fault;
+    }
+
+    /// How many COMMIT faults were injected.
+    pub fn faults_injected(&self) -> u64 {
+        self.state.faults_injected.load(SeqCst)
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.cut_all();
+        self.task.abort();
+    }
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w.eq_ignore_ascii_case(needle))
+}
+
+async fn pipe(state: Arc<ProxyState>, mut client: TcpStream) {
+    let Ok(mut server) = TcpStream::connect(state.target).await else { return };
+    let mut cut = state.generation.subscribe();
+    let (mut cr, mut cw) = client.split();
+    let (mut sr, mut sw) = server.split();
+    let mut up = vec![0u8; 64 * 1024];
+    let mut down = vec![0u8; 64 * 1024];
+    loop {
+        tokio::select! {
+            _ = cut.changed() => return,
+            n = cr.read(&mut up) => {
+                let Ok(n) = n else { return };
+                if n == 0 { return; }
+                let chunk = &up[..n];
+                if contains(chunk, b"COMMIT") {
+                    let fault = std::mem::replace(&mut *state.commit_fault.lock().unwrap(), CommitFault::None);
+                    match fault {
+                        CommitFault::None => {}
+                        CommitFault::DropBeforeCommit => {
+                            state.faults_injected.fetch_add(1, SeqCst);
+                            return;
+                        }
+                        CommitFault::DropAfterCommit => {
+                            state.faults_injected.fetch_add(1, SeqCst);
+                            let _ = sw.write_all(chunk).await;
+                            let _ = sw.flush().await;
+                            // Give the server time to commit, then vanish before the reply.
+                            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                            return;
+                        }
+                    }
+                }
+                if sw.write_all(chunk).await.is_err() { return; }
+            }
+            n = sr.read(&mut down) => {
+                let Ok(n) = n else { return };
+                if n == 0 { return; }
+                if cw.write_all(&down[..n]).await.is_err() { return; }
+            }
+        }
+    }
+}
+
+/// The `host:port` a server URL points at.
+pub fn server_addr(url: &str) -> SocketAddr {
+    use std::net::ToSocketAddrs;
+    let u = url::Url::parse(url).unwrap();
+    (
+        u.host_str().unwrap(),
+        u.port_or_known_default().unwrap_or(match u.scheme() {
+            "mysql" | "mariadb" => 3306,
+            _ => 5432,
+        }),
+    )
+        .to_socket_addrs()
+        .unwrap()
+        .next()
+        .unwrap()
+}
