@@ -99,6 +99,11 @@ impl Proxy {
         let mut u = url::Url::parse(url).unwrap();
         u.set_host(Some("127.0.0.1")).unwrap();
         u.set_port(Some(self.addr.port())).unwrap();
+        if matches!(u.scheme(), "mysql" | "mariadb") {
+            // mysql_async otherwise switches a loopback TCP connection to the server's Unix
+            // socket, around the proxy.
+            u.query_pairs_mut().append_pair("prefer_socket", "false");
+        }
         u.to_string()
     }
 
@@ -131,7 +136,14 @@ impl Drop for Proxy {
 }
 
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {
-    haystack.windows(needle.len()).any(|w| w.eq_ignore_ascii_case(needle))
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+/// A COMMIT statement on the wire: PostgreSQL's simple query (`Q…COMMIT\0`) or MySQL's
+/// COM_QUERY (`\x03COMMIT`). Matching the framing, not just the word, keeps a database or
+/// column named `…commit…` from tripping the fault.
+fn is_commit(chunk: &[u8]) -> bool {
+    contains(chunk, b"COMMIT\0") || contains(chunk, b"\x03COMMIT")
 }
 
 async fn pipe(state: Arc<ProxyState>, mut client: TcpStream) {
@@ -148,7 +160,7 @@ async fn pipe(state: Arc<ProxyState>, mut client: TcpStream) {
                 let Ok(n) = n else { return };
                 if n == 0 { return; }
                 let chunk = &up[..n];
-                if contains(chunk, b"COMMIT") {
+                if is_commit(chunk) {
                     let fault = std::mem::replace(&mut *state.commit_fault.lock().unwrap(), CommitFault::None);
                     match fault {
                         CommitFault::None => {}

@@ -55,6 +55,21 @@ impl Conn {
     }
 }
 
+impl Conn {
+    /// Notes an error seen on this connection: after a connection-level error (lost, server
+    /// shutting down) the pool closes the connection instead of reusing it. [`with_conn!`]
+    /// and transactions call this; call it yourself when you run queries another way.
+    pub fn observe(&mut self, err: &crate::Error) {
+        if crate::manager::breaks_connection(err.kind()) {
+            match self {
+                Conn::Postgres(c) => c.mark_broken(),
+                Conn::Mysql(c) => c.mark_broken(),
+                Conn::Sqlite(c) => c.mark_broken(),
+            }
+        }
+    }
+}
+
 impl std::fmt::Debug for Conn {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "Conn({})", self.backend())
@@ -86,8 +101,12 @@ macro_rules! with_conn {
     ($conn:expr, |$c:ident| $body:expr) => {{
         let conn: &mut $crate::Conn = $conn;
         let backend = conn.backend();
-        let result: ::diesel::QueryResult<_> = $crate::with_conn_raw!(conn, |$c| $body);
-        result.map_err(|e| $crate::classify(backend, e))
+        let result: ::diesel::QueryResult<_> = $crate::with_conn_raw!(&mut *conn, |$c| $body);
+        result.map_err(|e| {
+            let err = $crate::classify(backend, e);
+            conn.observe(&err);
+            err
+        })
     }};
 }
 

@@ -47,5 +47,6 @@ pub use error::{Error, ErrorKind, classify};
 pub use migrate::MigrationStatus;
 pub use pool::{Health, Pool, PoolState};
 pub use retry::RetryPolicy;
+pub use scoped_futures::{ScopedBoxFuture, ScopedFutureExt};
 pub use stats::PoolStats;
 pub use tx::{Isolation, TxError, TxOptions};

@@ -86,6 +86,9 @@ pub struct Managed<C> {
     conn: C,
     last_used: Instant,
     server_id: Option<u64>,
+    /// Set when a connection-level error was seen on this connection: diesel-async's MySQL
+    /// connection does not notice a closed socket by itself, so it would come back "healthy".
+    broken: bool,
 }
 
 impl<C> Managed<C> {
@@ -93,6 +96,16 @@ impl<C> Managed<C> {
     pub fn server_id(&self) -> Option<u64> {
         self.server_id
     }
+
+    /// Marks the connection unusable: the pool closes it instead of handing it out again.
+    pub fn mark_broken(&mut self) {
+        self.broken = true;
+    }
+}
+
+/// True for errors after which a connection must not be reused.
+pub(crate) fn breaks_connection(kind: ErrorKind) -> bool {
+    matches!(kind, ErrorKind::ConnectionLost | ErrorKind::ServerShutdown | ErrorKind::CommitOutcomeUnknown)
 }
 
 impl<C> std::ops::Deref for Managed<C> {
@@ -172,7 +185,7 @@ impl<C: BackendConn> KeelManager<C> {
             shared: Arc::clone(shared),
             started: VecDeque::new(),
         });
-        Ok(Managed { conn, last_used: Instant::now(), server_id })
+        Ok(Managed { conn, last_used: Instant::now(), server_id, broken: false })
     }
 }
 
@@ -209,7 +222,7 @@ impl<C: BackendConn> bb8::ManageConnection for KeelManager<C> {
     fn has_broken(&self, conn: &mut Managed<C>) -> bool {
         // bb8 calls this when a connection comes back: the moment it was last used.
         conn.last_used = Instant::now();
-        conn.conn.is_broken()
+        conn.broken || conn.conn.is_broken()
     }
 }
 

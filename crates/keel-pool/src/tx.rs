@@ -1,7 +1,8 @@
 //! Transactions that retry correctly: [`Pool::transaction`], [`Pool::transaction_with`] and
 //! [`TxOptions`].
 //!
-//! The closure is a factory (`Fn`): each attempt runs it again from the start, on a healthy
+//! The closure is a factory (`Fn`) returning a scoped boxed future (`async move { … }.scope_boxed()`,
+//! with [`ScopedFutureExt`](crate::ScopedFutureExt); it may borrow local variables): each attempt runs it again from the start, on a healthy
 //! connection, inside a fresh transaction. An attempt is retried when it fails with a transient
 //! error (serialization failure, deadlock, lock timeout, lost connection…, including those
 //! reported at `COMMIT`), within the [`RetryPolicy`]. Errors the closure returns that are not
@@ -15,8 +16,7 @@
 //! ```no_run
 //! use diesel::prelude::*;
 //! use diesel_async::RunQueryDsl;
-//! use futures_util::FutureExt;
-//! use keel_pool::{with_conn, Isolation, TxOptions};
+//! use keel_pool::{with_conn, Isolation, ScopedFutureExt, TxOptions};
 //! use keel_schema::schema::accounts;
 //!
 //! # async fn demo(pool: keel_pool::Pool, id: keel_schema::Id) -> Result<(), keel_pool::Error> {
@@ -26,7 +26,7 @@
 //!         async move {
 //!             with_conn!(conn, |c| accounts::table.find(id).select(accounts::balance_cents).first(c).await)
 //!         }
-//!         .boxed()
+//!         .scope_boxed()
 //!     })
 //!     .await?;
 //! # Ok(()) }
@@ -36,7 +36,7 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::time::Instant;
 
 use diesel_async::{AnsiTransactionManager, SimpleAsyncConnection as _, TransactionManager};
-use futures_util::future::BoxFuture;
+use scoped_futures::ScopedBoxFuture;
 
 use crate::config::Backend;
 use crate::conn::Conn;
@@ -179,19 +179,21 @@ impl TxError for Error {
 impl Pool {
     /// Runs `f` in a transaction with default [`TxOptions`], retrying transient failures. See
     /// the [module docs](crate::tx).
-    pub async fn transaction<T, E, F>(&self, f: F) -> Result<T, E>
+    pub async fn transaction<'a, T, E, F>(&self, f: F) -> Result<T, E>
     where
-        F: for<'c> Fn(&'c mut Conn) -> BoxFuture<'c, Result<T, E>>,
-        E: TxError,
+        F: for<'c> Fn(&'c mut Conn) -> ScopedBoxFuture<'a, 'c, Result<T, E>> + 'a,
+        E: TxError + 'a,
+        T: 'a,
     {
         self.transaction_with(TxOptions::default(), f).await
     }
 
     /// Runs `f` in a transaction with `options`, retrying transient failures.
-    pub async fn transaction_with<T, E, F>(&self, options: TxOptions, f: F) -> Result<T, E>
+    pub async fn transaction_with<'a, T, E, F>(&self, options: TxOptions, f: F) -> Result<T, E>
     where
-        F: for<'c> Fn(&'c mut Conn) -> BoxFuture<'c, Result<T, E>>,
-        E: TxError,
+        F: for<'c> Fn(&'c mut Conn) -> ScopedBoxFuture<'a, 'c, Result<T, E>> + 'a,
+        E: TxError + 'a,
+        T: 'a,
     {
         let policy = options.retry.clone().unwrap_or_else(|| self.config().retry.clone());
         let started = Instant::now();
@@ -226,10 +228,11 @@ impl Pool {
         }
     }
 
-    async fn attempt<T, E, F>(&self, options: &TxOptions, f: &F) -> Result<T, E>
+    async fn attempt<'a, T, E, F>(&self, options: &TxOptions, f: &F) -> Result<T, E>
     where
-        F: for<'c> Fn(&'c mut Conn) -> BoxFuture<'c, Result<T, E>>,
-        E: TxError,
+        F: for<'c> Fn(&'c mut Conn) -> ScopedBoxFuture<'a, 'c, Result<T, E>> + 'a,
+        E: TxError + 'a,
+        T: 'a,
     {
         let shared = self.shared();
         let mut conn = self.get().await?;
@@ -240,6 +243,7 @@ impl Pool {
         if let Err(e) = begun {
             let err = crate::classify(backend, e);
             shared.observe(&err);
+            conn.observe(&err);
             reset_session(&mut conn, options).await;
             return Err(err.into());
         }
@@ -253,6 +257,7 @@ impl Pool {
                     Err(e) => {
                         let err = crate::classify(backend, e);
                         shared.observe(&err);
+                        conn.observe(&err);
                         let lost =
                             matches!(err.kind(), ErrorKind::ConnectionLost | ErrorKind::ServerShutdown);
                         if lost && !options.idempotent {
@@ -270,6 +275,7 @@ impl Pool {
                 reset_session(&mut conn, options).await;
                 if let Some(e) = err.as_keel_error() {
                     shared.observe(e);
+                    conn.observe(e);
                 }
                 Err(err)
             }
