@@ -199,18 +199,45 @@ fn test(root: &Path, extra: &[String], env: &[(&str, &str)]) -> Result<()> {
         Err(e) => return Err(e).context("preparing the PostgreSQL template"),
     }
 
-    let mut cmd = cargo();
-    if has_nextest() {
-        cmd.args(["nextest", "run", "--workspace", "--all-features", "--no-fail-fast"]);
+    // Everything else first, in parallel; then the `serial_` tests (server restarts,
+    // server-wide counters) alone, so they neither disturb nor are disturbed by other tests.
+    let suite = if has_nextest() {
+        let phases = [("not test(/^serial_/)", false), ("test(/^serial_/)", true)];
+        let mut result = Ok(());
+        for (filter, serial) in phases {
+            let mut cmd = cargo();
+            cmd.args([
+                "nextest",
+                "run",
+                "--workspace",
+                "--all-features",
+                "--no-fail-fast",
+                "--no-tests=pass",
+            ]);
+            cmd.args(["-E", filter]).args(extra).env("KEEL_TEST_REPORT_DIR", &report_dir);
+            if serial {
+                cmd.args(["--test-threads", "1"]);
+            }
+            for (k, v) in env {
+                cmd.env(k, v);
+            }
+            if let Err(e) = run(&mut cmd) {
+                result = Err(e);
+            }
+        }
+        result
     } else {
-        eprintln!("cargo-nextest not found; falling back to cargo test");
+        eprintln!(
+            "cargo-nextest not found; falling back to cargo test (serial_ tests run in parallel with the rest)"
+        );
+        let mut cmd = cargo();
         cmd.args(["test", "--workspace", "--all-features", "--no-fail-fast"]);
-    }
-    cmd.args(extra).env("KEEL_TEST_REPORT_DIR", &report_dir);
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    let suite = run(&mut cmd);
+        cmd.args(extra).env("KEEL_TEST_REPORT_DIR", &report_dir);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        run(&mut cmd)
+    };
     let docs = if extra.is_empty() && has_nextest() {
         let mut doc = cargo();
         doc.args(["test", "--workspace", "--all-features", "--doc"]);

@@ -292,7 +292,7 @@ fn classify_message(backend: Backend, message: &str) -> Option<ErrorKind> {
                 ErrorKind::Deadlock
             } else if has("could not serialize access") {
                 ErrorKind::SerializationFailure
-            } else if has("statement timeout") {
+            } else if has("statement timeout") || has("canceling statement due to user request") {
                 ErrorKind::StatementTimeout
             } else if has("lock timeout") || has("could not obtain lock") {
                 ErrorKind::LockTimeout
@@ -322,7 +322,10 @@ fn classify_message(backend: Backend, message: &str) -> Option<ErrorKind> {
                 ErrorKind::Deadlock
             } else if has("lock wait timeout exceeded") {
                 ErrorKind::LockTimeout
-            } else if has("max_statement_time") || has("maximum statement execution time exceeded") {
+            } else if has("max_statement_time")
+                || has("maximum statement execution time exceeded")
+                || has("query execution was interrupted")
+            {
                 ErrorKind::StatementTimeout
             } else if has("too many connections") {
                 ErrorKind::TooManyConnections

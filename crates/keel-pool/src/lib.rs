@@ -36,6 +36,7 @@ pub mod manager;
 pub mod migrate;
 pub mod pool;
 pub mod retry;
+pub mod run;
 pub mod stats;
 #[cfg(feature = "testing")]
 pub mod testing;

@@ -31,6 +31,8 @@ pub(crate) struct Shared {
     /// Micros since `epoch` when a connection was last seen failing.
     suspect_since: AtomicU64,
     pub(crate) closed: AtomicBool,
+    /// The side connection `Pool::run` sends `KILL QUERY` through (MySQL), opened on first use.
+    pub(crate) killer: crate::run::Killer,
 }
 
 impl Shared {
@@ -42,6 +44,7 @@ impl Shared {
             epoch: Instant::now(),
             suspect_since: AtomicU64::new(0),
             closed: AtomicBool::new(false),
+            killer: tokio::sync::Mutex::new(None),
         }
     }
 
