@@ -204,6 +204,13 @@ async fn not_null_too_long_and_nul_bytes() {
             assert_eq!(err.kind(), ErrorKind::InvalidInput, "{err}");
         }
         assert_eq!(keel_pool::testing::count_rows(&pool, "users").await.unwrap(), 0);
+
+        let missing = with_conn!(&mut conn, |c| {
+            use diesel::QueryDsl;
+            users::table.find(Id::new()).select(users::name).first::<String>(c).await
+        })
+        .unwrap_err();
+        assert_eq!(missing.kind(), ErrorKind::NotFound, "{b}: {missing}");
     })
     .await;
 }

@@ -249,3 +249,45 @@ async fn serial_a_postgres_restart_is_ridden_out() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serial_too_many_connections_is_classified_and_transient() {
+    for_each_backend("too_many_connections", |pool| async move {
+        let b = pool.backend();
+        if b == Backend::Sqlite {
+            return;
+        }
+        // A login of this test's own, limited to one session (roles and users are server-wide,
+        // hence a serial test; it is dropped at the end).
+        let login = format!("keel_t_limited_{}", &uuid_tail());
+        let (create, drop_sql) = match b {
+            Backend::Postgres => (
+                format!("CREATE ROLE {login} LOGIN CONNECTION LIMIT 1"),
+                format!("DROP ROLE IF EXISTS {login}"),
+            ),
+            _ => (
+                format!(
+                    "CREATE USER '{login}'@'%' WITH MAX_USER_CONNECTIONS 1; GRANT ALL ON *.* TO '{login}'@'%'"
+                ),
+                format!("DROP USER IF EXISTS '{login}'@'%'"),
+            ),
+        };
+        keel_tests::exec_on(&pool, &create).await.unwrap();
+        let mut url = url::Url::parse(pool.config().url().expose_secret()).unwrap();
+        url.set_username(&login).unwrap();
+        let first = Pool::connect(Config::new(url.as_str()).unwrap().max_size(1)).await.unwrap();
+        let err = Pool::connect(Config::new(url.as_str()).unwrap()).await.unwrap_err();
+        drop(first);
+        let result = keel_tests::exec_on(&pool, &drop_sql).await;
+        eprintln!("too many connections on {b}: {err}");
+        assert_eq!(err.kind(), keel_pool::ErrorKind::TooManyConnections, "{b}: {err}");
+        assert!(err.is_transient());
+        result.unwrap();
+    })
+    .await;
+}
+
+fn uuid_tail() -> String {
+    let s = keel_schema::Id::new().to_string().replace('-', "");
+    s[s.len() - 10..].to_owned()
+}

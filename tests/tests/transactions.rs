@@ -362,6 +362,11 @@ async fn requests_fail_transiently_while_the_server_is_away_and_recover() {
             .await
             .unwrap_err();
         assert!(err.is_transient(), "{b}: {err}");
+        // Checkouts now ping (the pool saw a connection fail), find every connection dead, cannot
+        // open new ones, and time out saying why.
+        let err = via.get().await.unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::AcquireTimeout, "{b}: {err}");
+        assert!(err.to_string().contains("last connection attempt failed"), "{b}: {err}");
         let back = {
             let proxy_state = &proxy;
             async move {

@@ -9,7 +9,7 @@ use diesel_async::AsyncConnection as _;
 
 use crate::config::{Config, SqliteTarget};
 use crate::conn::{MysqlConnection, PgConnection, SqliteConnection};
-use crate::error::Error;
+use crate::error::{Error, ErrorKind};
 
 /// Builds the connect error for `config`'s server from a driver message, with a hint.
 pub(crate) fn connect_error(config: &Config, reason: &str) -> Error {
@@ -30,7 +30,18 @@ pub(crate) fn connect_error(config: &Config, reason: &str) -> Error {
     } else {
         "check the URL and that the server is running"
     };
-    Error::Connect { backend: config.backend(), target: config.url.target(), reason, hint }
+    let kind = match crate::error::classify_message(config.backend(), &reason) {
+        Some(k @ (ErrorKind::TooManyConnections | ErrorKind::ServerShutdown)) => k,
+        _ => ErrorKind::Connect,
+    };
+    let hint = match kind {
+        ErrorKind::TooManyConnections => {
+            "the server refuses more sessions: lower max_size or raise the server's limit"
+        }
+        ErrorKind::ServerShutdown => "the server is restarting or shutting down; retry shortly",
+        _ => hint,
+    };
+    Error::Connect { kind, backend: config.backend(), target: config.url.target(), reason, hint }
 }
 
 /// The error and its sources, joined: tokio-postgres's `Display` leaves the cause out

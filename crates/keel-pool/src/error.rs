@@ -122,9 +122,12 @@ pub enum Error {
         message: String,
     },
 
-    /// A connection could not be opened. `target` is `host:port` (never a password).
+    /// A connection could not be opened. `target` is `host:port` (never a password). The kind
+    /// is `Connect`, or `TooManyConnections` / `ServerShutdown` when the server said so.
     #[error("cannot connect to {backend} at {target}: {reason} — {hint}")]
     Connect {
+        /// Portable classification.
+        kind: ErrorKind,
         /// The backend being reached.
         backend: Backend,
         /// `host:port`, or the SQLite path.
@@ -220,7 +223,7 @@ impl Error {
     pub fn kind(&self) -> ErrorKind {
         match self {
             Error::Config { .. } => ErrorKind::Config,
-            Error::Connect { .. } => ErrorKind::Connect,
+            Error::Connect { kind, .. } => *kind,
             Error::AcquireTimeout { .. } => ErrorKind::AcquireTimeout,
             Error::PoolClosed => ErrorKind::PoolClosed,
             Error::Database { kind, .. } => *kind,
@@ -283,7 +286,7 @@ pub fn classify(backend: Backend, err: DieselError) -> Error {
 }
 
 /// Classifies by the server's message, for the errors whose codes diesel-async drops.
-fn classify_message(backend: Backend, message: &str) -> Option<ErrorKind> {
+pub(crate) fn classify_message(backend: Backend, message: &str) -> Option<ErrorKind> {
     let m = message.to_ascii_lowercase();
     let has = |needle: &str| m.contains(needle);
     let kind = match backend {
@@ -303,7 +306,10 @@ fn classify_message(backend: Backend, message: &str) -> Option<ErrorKind> {
                 || has("cannot connect now")
             {
                 ErrorKind::ServerShutdown
-            } else if has("too many clients") || has("remaining connection slots are reserved") {
+            } else if has("too many clients")
+                || has("too many connections")
+                || has("remaining connection slots are reserved")
+            {
                 ErrorKind::TooManyConnections
             } else if has("value too long")
                 || has("invalid byte sequence")
@@ -327,7 +333,7 @@ fn classify_message(backend: Backend, message: &str) -> Option<ErrorKind> {
                 || has("query execution was interrupted")
             {
                 ErrorKind::StatementTimeout
-            } else if has("too many connections") {
+            } else if has("too many connections") || has("max_user_connections") {
                 ErrorKind::TooManyConnections
             } else if has("server shutdown in progress") {
                 ErrorKind::ServerShutdown

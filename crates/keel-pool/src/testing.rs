@@ -94,7 +94,9 @@ pub enum TestDbError {
 
 fn setup_err(backend: Backend) -> impl Fn(Error) -> TestDbError {
     move |e| match e.kind() {
-        ErrorKind::Connect => TestDbError::Unavailable { backend, reason: e.to_string() },
+        ErrorKind::Connect | ErrorKind::ServerShutdown => {
+            TestDbError::Unavailable { backend, reason: e.to_string() }
+        }
         _ => TestDbError::Setup(backend, e),
     }
 }
