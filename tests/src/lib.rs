@@ -22,9 +22,14 @@ pub async fn exec_on(pool: &Pool, sql: &str) -> Result<(), keel_pool::Error> {
     exec(&mut pool.get().await?, sql).await
 }
 
+/// Another pool on the same database as `pool`, configured by `adjust`.
+pub async fn pool_with(pool: &Pool, adjust: impl FnOnce(Config) -> Config) -> Pool {
+    Pool::connect(adjust(Config::new(pool.config().url().expose_secret()).unwrap())).await.unwrap()
+}
+
 /// A second pool on the same database, for acting on the first one's sessions from the side.
 pub async fn side_pool(pool: &Pool) -> Pool {
-    Pool::connect(Config::new(pool.config().url().expose_secret()).unwrap().max_size(2)).await.unwrap()
+    pool_with(pool, |c| c.max_size(2)).await
 }
 
 /// Ends the server session `server_id` (PostgreSQL `pg_terminate_backend`, MySQL `KILL`).

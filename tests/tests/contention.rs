@@ -12,7 +12,7 @@ use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
 use keel_pool::testing::for_each_backend;
 use keel_pool::{
-    Backend, Config, Conn, Error, ErrorKind, Isolation, Pool, ScopedFutureExt, TxError, TxOptions, with_conn,
+    Backend, Conn, Error, ErrorKind, Isolation, Pool, ScopedFutureExt, TxError, TxOptions, with_conn,
 };
 use keel_schema::schema::{accounts, transfers};
 use keel_schema::{Id, NewAccount, NewTransfer, NewUser, Timestamp};
@@ -123,11 +123,7 @@ async fn the_ledger_survives_contention_and_terminated_sessions() {
             return; // one writer at a time, and no sessions to terminate
         }
         let app = "keel-contention";
-        let work = Pool::connect(
-            Config::new(pool.config().url().expose_secret()).unwrap().max_size(16).application_name(app),
-        )
-        .await
-        .unwrap();
+        let work = keel_tests::pool_with(&pool, |c| c.max_size(16).application_name(app)).await;
         let side = keel_tests::side_pool(&pool).await;
 
         let mut conn = pool.get().await.unwrap();

@@ -5,10 +5,10 @@ use std::time::Duration;
 
 use diesel_async::RunQueryDsl;
 use keel_pool::testing::for_each_backend;
-use keel_pool::{Backend, Config, ErrorKind, Pool, with_conn};
+use keel_pool::{Backend, ErrorKind, Pool, with_conn};
 use keel_schema::schema::users;
 use keel_schema::{Id, NewUser};
-use keel_tests::{exec, exec_on, side_pool, terminate};
+use keel_tests::{exec, exec_on, pool_with, side_pool, terminate};
 
 /// An id as a SQL literal for `backend`.
 fn id_sql(backend: Backend, id: Id) -> String {
@@ -43,10 +43,6 @@ fn begin(backend: Backend) -> &'static str {
         Backend::Mysql => "START TRANSACTION",
         _ => "BEGIN",
     }
-}
-
-async fn pool_with(pool: &Pool, f: impl FnOnce(Config) -> Config) -> Pool {
-    Pool::connect(f(Config::new(pool.config().url().expose_secret()).unwrap())).await.unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

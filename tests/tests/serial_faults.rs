@@ -107,9 +107,8 @@ async fn serial_cancellation_is_safe_and_costs_no_reconnect() {
         if b == Backend::Sqlite {
             return; // nothing to cancel on a server; a dropped SQLite call finishes on its thread
         }
-        let url = pool.config().url().expose_secret().to_owned();
         let side = keel_tests::side_pool(&pool).await;
-        let work = Pool::connect(Config::new(&url).unwrap().max_size(8)).await.unwrap();
+        let work = keel_tests::pool_with(&pool, |c| c.max_size(8)).await;
         // Warm: open the pool's connections and the side connection used for KILL QUERY.
         let _ = hammer(&work, 0.3, true).await;
         let before = server_connections(&side).await;

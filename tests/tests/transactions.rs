@@ -224,13 +224,7 @@ async fn a_busy_sqlite_writer_is_retried_until_the_lock_is_free() {
         if pool.backend() != Backend::Sqlite {
             return;
         }
-        let pool = Pool::connect(
-            Config::new(pool.config().url().expose_secret())
-                .unwrap()
-                .sqlite_busy_timeout(Duration::from_millis(50)),
-        )
-        .await
-        .unwrap();
+        let pool = keel_tests::pool_with(&pool, |c| c.sqlite_busy_timeout(Duration::from_millis(50))).await;
         let mut holder = pool.get().await.unwrap();
         exec(&mut holder, "BEGIN IMMEDIATE").await.unwrap();
         let release = tokio::spawn(async move {
@@ -285,14 +279,8 @@ async fn a_connection_lost_during_commit_is_an_unknown_outcome() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_exhausted_pool_times_out_then_recovers() {
     for_each_backend("exhaustion", |pool| async move {
-        let small = Pool::connect(
-            Config::new(pool.config().url().expose_secret())
-                .unwrap()
-                .max_size(2)
-                .acquire_timeout(Duration::from_millis(200)),
-        )
-        .await
-        .unwrap();
+        let small =
+            keel_tests::pool_with(&pool, |c| c.max_size(2).acquire_timeout(Duration::from_millis(200))).await;
         let max = small.state().max_size as usize;
         let held: Vec<Conn> =
             futures_util::future::try_join_all((0..max).map(|_| small.get())).await.unwrap();
@@ -314,9 +302,7 @@ async fn a_terminated_pooled_connection_is_replaced() {
         if b == Backend::Sqlite {
             return;
         }
-        let one = Pool::connect(Config::new(pool.config().url().expose_secret()).unwrap().max_size(1))
-            .await
-            .unwrap();
+        let one = keel_tests::pool_with(&pool, |c| c.max_size(1)).await;
         let first_id = one.get().await.unwrap().server_id().unwrap();
         let side = keel_tests::side_pool(&pool).await;
         keel_tests::terminate(&side, first_id).await;
@@ -389,13 +375,7 @@ async fn requests_fail_transiently_while_the_server_is_away_and_recover() {
 async fn stats_health_and_close() {
     for_each_backend("stats_close", |pool| async move {
         let b = pool.backend();
-        let p = Pool::connect(
-            Config::new(pool.config().url().expose_secret())
-                .unwrap()
-                .slow_query_threshold(Some(Duration::ZERO)),
-        )
-        .await
-        .unwrap();
+        let p = keel_tests::pool_with(&pool, |c| c.slow_query_threshold(Some(Duration::ZERO))).await;
         let health = p.health().await.unwrap();
         assert_eq!(health.backend, b);
         assert!(!health.server_version.is_empty());

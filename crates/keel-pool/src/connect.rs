@@ -44,6 +44,22 @@ pub(crate) fn connect_error(config: &Config, reason: &str) -> Error {
     Error::Connect { kind, backend: config.backend(), target: config.url.target(), reason, hint }
 }
 
+/// Runs an opening future under `connect_timeout`, turning its failure (a driver message) or
+/// the timeout into a connect error with a hint.
+async fn within_connect_timeout<T>(
+    config: &Config,
+    opening: impl std::future::Future<Output = Result<T, String>>,
+) -> Result<T, Error> {
+    match tokio::time::timeout(config.connect_timeout, opening).await {
+        Ok(Ok(conn)) => Ok(conn),
+        Ok(Err(reason)) => Err(connect_error(config, &reason)),
+        Err(_) => Err(connect_error(
+            config,
+            &format!("timed out after {}ms (connect_timeout)", config.connect_timeout.as_millis()),
+        )),
+    }
+}
+
 /// The error and its sources, joined: tokio-postgres's `Display` leaves the cause out
 /// ("error connecting to server" without "Connection refused").
 pub(crate) fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
@@ -92,14 +108,7 @@ pub(crate) async fn pg(config: &Config) -> Result<(PgConnection, Option<u64>), E
         .map_err(|e| e.to_string())?;
         Ok::<_, String>((conn, Some(pid as u64)))
     };
-    match tokio::time::timeout(config.connect_timeout, connecting).await {
-        Ok(Ok(conn)) => Ok(conn),
-        Ok(Err(reason)) => Err(connect_error(config, &reason)),
-        Err(_) => Err(connect_error(
-            config,
-            &format!("timed out after {}ms (connect_timeout)", config.connect_timeout.as_millis()),
-        )),
-    }
+    within_connect_timeout(config, connecting).await
 }
 
 #[derive(diesel::QueryableByName)]
@@ -134,14 +143,7 @@ pub(crate) async fn mysql(config: &Config) -> Result<(MysqlConnection, Option<u6
         }
         Ok::<_, String>((conn, Some(session.id as u64)))
     };
-    match tokio::time::timeout(config.connect_timeout, opening).await {
-        Ok(Ok(conn)) => Ok(conn),
-        Ok(Err(reason)) => Err(connect_error(config, &reason)),
-        Err(_) => Err(connect_error(
-            config,
-            &format!("timed out after {}ms (connect_timeout)", config.connect_timeout.as_millis()),
-        )),
-    }
+    within_connect_timeout(config, opening).await
 }
 
 /// Opens a synchronous SQLite connection with foreign keys on, a busy timeout, and WAL for
