@@ -276,3 +276,17 @@ async fn sqlite_in_memory_is_one_shared_connection() {
     insert_user(&pool, &NewUser::new("Mem", "mem@example.com")).await.unwrap();
     assert_eq!(keel_pool::testing::count_rows(&pool, "users").await.unwrap(), 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leftover_listing_finds_kept_databases_but_not_the_template() {
+    for backend in [Backend::Postgres, Backend::Mysql] {
+        let Some(db) = test_db(backend, "leftover_probe").await else { continue };
+        let name = db.name().to_owned();
+        let listed = keel_pool::testing::leftover_databases(backend).await.unwrap();
+        assert!(listed.contains(&name), "{backend}: {name} not in {listed:?}");
+        assert!(!listed.iter().any(|n| n == keel_pool::testing::TEMPLATE), "{backend}: {listed:?}");
+        db.drop_database().await;
+        let listed = keel_pool::testing::leftover_databases(backend).await.unwrap();
+        assert!(!listed.contains(&name), "{backend}: dropped database still listed");
+    }
+}

@@ -437,7 +437,8 @@ pub async fn leftover_databases(backend: Backend) -> Result<Vec<String>, TestDbE
         name: String,
     }
     let url = DatabaseUrl::parse(&server_url(backend).unwrap_or_default()).map_err(setup_err(backend))?;
-    let pattern = format!("{PREFIX}%");
+    // `_` is a LIKE wildcard: escaped, so `keel_template` does not match `keel_t_%`.
+    let pattern = format!("{}%", PREFIX.replace('_', "\\_"));
     let rows: Vec<Name> = match backend {
         Backend::Postgres => {
             diesel::sql_query("SELECT datname AS name FROM pg_database WHERE datname LIKE $1")

@@ -31,6 +31,37 @@
 //!     .await?;
 //! # Ok(()) }
 //! ```
+//!
+//! The idempotent case: the transfer row carries the caller's idempotency key (unique), and the
+//! closure first checks whether that key was already applied — so if a commit was lost in
+//! flight and did happen, the retry finds the row and does nothing:
+//!
+//! ```no_run
+//! use diesel::prelude::*;
+//! use diesel_async::RunQueryDsl;
+//! use keel_pool::{with_conn, ScopedFutureExt, TxOptions};
+//! use keel_schema::{schema::transfers, NewTransfer};
+//!
+//! # async fn demo(pool: keel_pool::Pool, row: NewTransfer) -> Result<(), keel_pool::Error> {
+//! pool.transaction_with(TxOptions::new().idempotent(true), |conn| {
+//!     let row = row.clone();
+//!     async move {
+//!         let done: i64 = with_conn!(conn, |c| transfers::table
+//!             .filter(transfers::idempotency_key.eq(&row.idempotency_key))
+//!             .count()
+//!             .get_result(c)
+//!             .await)?;
+//!         if done == 0 {
+//!             // … debit, credit …
+//!             with_conn!(conn, |c| diesel::insert_into(transfers::table).values(&row).execute(c).await)?;
+//!         }
+//!         Ok::<_, keel_pool::Error>(())
+//!     }
+//!     .scope_boxed()
+//! })
+//! .await
+//! # }
+//! ```
 
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Instant;
