@@ -57,15 +57,20 @@ impl Conn {
 
 impl Conn {
     /// Notes an error seen on this connection: after a connection-level error (lost, server
-    /// shutting down) the pool closes the connection instead of reusing it. [`with_conn!`]
+    /// shutting down) the pool closes the connection instead of reusing it. [`with_conn!`](crate::with_conn)
     /// and transactions call this; call it yourself when you run queries another way.
     pub fn observe(&mut self, err: &crate::Error) {
         if crate::manager::breaks_connection(err.kind()) {
-            match self {
-                Conn::Postgres(c) => c.mark_broken(),
-                Conn::Mysql(c) => c.mark_broken(),
-                Conn::Sqlite(c) => c.mark_broken(),
-            }
+            self.mark_broken();
+        }
+    }
+
+    /// Makes the pool close this connection when it comes back instead of reusing it.
+    pub fn mark_broken(&mut self) {
+        match self {
+            Conn::Postgres(c) => c.mark_broken(),
+            Conn::Mysql(c) => c.mark_broken(),
+            Conn::Sqlite(c) => c.mark_broken(),
         }
     }
 }

@@ -75,10 +75,7 @@ impl Shared {
 
     /// Records an error seen on a connection: a lost connection makes the others suspect.
     pub(crate) fn observe(&self, err: &Error) {
-        if matches!(
-            err.kind(),
-            ErrorKind::ConnectionLost | ErrorKind::ServerShutdown | ErrorKind::CommitOutcomeUnknown
-        ) {
+        if breaks_connection(err.kind()) {
             self.suspect_all();
         }
     }

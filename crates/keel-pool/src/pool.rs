@@ -52,8 +52,8 @@ impl Pools {
     }
 }
 
-/// bb8 error sink: keeps the last connection failure so an acquire timeout can say why (bb8
-/// itself reports only "timed out", bb8 #99). The manager records it; this only logs drops.
+/// bb8 error sink: only logs at DEBUG. The last connection failure, which an acquire timeout
+/// reports (bb8 itself says only "timed out", bb8 #99), is recorded by the manager's `connect`.
 #[derive(Debug, Clone, Copy)]
 struct QuietSink;
 

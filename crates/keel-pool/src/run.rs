@@ -75,15 +75,13 @@ async fn cancel(shared: &Shared, canceller: Canceller) {
 
 /// After a cancelled run: one round trip absorbs a cancel that arrived after the statement had
 /// already finished, so it cannot hit the next user of the connection.
+/// Any other failure of that round trip leaves the connection untrustworthy: it is closed.
 async fn settle(conn: &mut Conn) {
     let result = crate::with_conn!(conn, |c| c.batch_execute("SELECT 1").await);
     if let Err(e) = result
         && e.kind() != ErrorKind::StatementTimeout
     {
-        conn.observe(&e);
-        if let Conn::Mysql(c) = conn {
-            c.mark_broken();
-        }
+        conn.mark_broken();
     }
 }
 

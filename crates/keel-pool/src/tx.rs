@@ -9,7 +9,7 @@
 //! database errors (say, "insufficient funds") are never retried.
 //!
 //! A connection lost while `COMMIT` was in flight is ambiguous: the server may have committed.
-//! keel then returns [`ErrorKind::CommitOutcomeUnknown`] instead of running the work a second
+//! keel then returns [`ErrorKind::CommitOutcomeUnknown`](crate::ErrorKind::CommitOutcomeUnknown) instead of running the work a second
 //! time, unless the transaction is marked [`idempotent`](TxOptions::idempotent) — e.g. it writes
 //! a row with a unique idempotency key, so a second run cannot apply twice:
 //!
@@ -71,7 +71,7 @@ use scoped_futures::ScopedBoxFuture;
 
 use crate::config::Backend;
 use crate::conn::Conn;
-use crate::error::{Error, ErrorKind};
+use crate::error::Error;
 use crate::pool::Pool;
 use crate::retry::RetryPolicy;
 
@@ -273,8 +273,7 @@ impl Pool {
         let begun = begin(&mut conn, before, begin_sql).await;
         if let Err(e) = begun {
             let err = crate::classify(backend, e);
-            shared.observe(&err);
-            conn.observe(&err);
+            note_failure(shared, &mut conn, &err);
             reset_session(&mut conn, options).await;
             return Err(err.into());
         }
@@ -287,10 +286,8 @@ impl Pool {
                     Ok(()) => Ok(value),
                     Err(e) => {
                         let err = crate::classify(backend, e);
-                        shared.observe(&err);
-                        conn.observe(&err);
-                        let lost =
-                            matches!(err.kind(), ErrorKind::ConnectionLost | ErrorKind::ServerShutdown);
+                        note_failure(shared, &mut conn, &err);
+                        let lost = crate::manager::breaks_connection(err.kind());
                         if lost && !options.idempotent {
                             shared.counters.commits_unknown.fetch_add(1, Relaxed);
                             return Err(Error::CommitOutcomeUnknown { source: Box::new(err) }.into());
@@ -305,13 +302,19 @@ impl Pool {
                 let _: diesel::QueryResult<()> = crate::with_conn_raw!(&mut conn, |c| rollback(c).await);
                 reset_session(&mut conn, options).await;
                 if let Some(e) = err.as_keel_error() {
-                    shared.observe(e);
-                    conn.observe(e);
+                    note_failure(shared, &mut conn, e);
                 }
                 Err(err)
             }
         }
     }
+}
+
+/// A failure seen on `conn`: after a connection-level error the connection is closed and the
+/// pool's other connections are pinged before reuse.
+fn note_failure(shared: &crate::manager::Shared, conn: &mut Conn, err: &Error) {
+    shared.observe(err);
+    conn.observe(err);
 }
 
 /// Runs `before` (if any) and the `BEGIN` statement through the connection's transaction
