@@ -500,6 +500,11 @@ impl Config {
         self
     }
 
+    /// The retry policy transactions use unless they set their own.
+    pub fn retry_policy(&self) -> &crate::RetryPolicy {
+        &self.retry
+    }
+
     /// The pool size actually used (1 for `sqlite::memory:`).
     pub fn effective_max_size(&self) -> u32 {
         match self.url.sqlite_target {

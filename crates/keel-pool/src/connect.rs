@@ -76,10 +76,9 @@ pub(crate) fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
     text
 }
 
-/// Opens a PostgreSQL connection with `application_name` and `statement_timeout` set, and
-/// returns it with its backend pid. Connects through tokio-postgres directly (the driver
-/// diesel-async wraps) so the real cause of a failure reaches the user.
-pub(crate) async fn pg(config: &Config) -> Result<(PgConnection, Option<u64>), Error> {
+/// The tokio-postgres configuration for `config`: `application_name`, `statement_timeout` (in
+/// the startup packet, so no extra round trip) and the connect timeout.
+fn pg_config(config: &Config) -> Result<tokio_postgres::Config, Error> {
     let mut pg_config: tokio_postgres::Config =
         config.url.expose_secret().parse().map_err(|e: tokio_postgres::Error| {
             Error::config(format!("invalid PostgreSQL URL {}: {}", config.url, error_chain(&e)))
@@ -88,12 +87,37 @@ pub(crate) async fn pg(config: &Config) -> Result<(PgConnection, Option<u64>), E
         pg_config.application_name(&config.application_name);
     }
     if let Some(t) = config.statement_timeout {
-        // Sent in the startup packet: no extra round trip.
         let mut options = pg_config.get_options().unwrap_or_default().to_owned();
         options.push_str(&format!(" -c statement_timeout={}", t.as_millis()));
         pg_config.options(options.trim());
     }
     pg_config.connect_timeout(config.connect_timeout);
+    Ok(pg_config)
+}
+
+/// Opens a plain tokio-postgres client with the same settings as the pool's connections, for
+/// what diesel-async cannot do (`COPY`). Its connection task runs on the tokio runtime and ends
+/// when the client is dropped.
+pub(crate) async fn pg_client(config: &Config) -> Result<tokio_postgres::Client, Error> {
+    let pg_config = pg_config(config)?;
+    let connecting = async {
+        let (client, connection) =
+            pg_config.connect(tokio_postgres::NoTls).await.map_err(|e| error_chain(&e))?;
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::debug!(target: "keel::pool", error = %e, "side PostgreSQL connection ended");
+            }
+        });
+        Ok::<_, String>(client)
+    };
+    within_connect_timeout(config, connecting).await
+}
+
+/// Opens a PostgreSQL connection with `application_name` and `statement_timeout` set, and
+/// returns it with its backend pid. Connects through tokio-postgres directly (the driver
+/// diesel-async wraps) so the real cause of a failure reaches the user.
+pub(crate) async fn pg(config: &Config) -> Result<(PgConnection, Option<u64>), Error> {
+    let pg_config = pg_config(config)?;
     let connecting = async {
         let (client, connection) =
             pg_config.connect(tokio_postgres::NoTls).await.map_err(|e| error_chain(&e))?;

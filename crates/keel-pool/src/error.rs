@@ -57,6 +57,9 @@ pub enum ErrorKind {
     CommitOutcomeUnknown,
     /// A migration failed.
     Migration,
+    /// A business rule refused the operation: the account's balance does not cover the amount.
+    /// Not transient; nothing was changed.
+    InsufficientFunds,
     /// Any other database error.
     Database,
 }
@@ -84,6 +87,7 @@ impl ErrorKind {
             ErrorKind::InvalidInput => "invalid_input",
             ErrorKind::CommitOutcomeUnknown => "commit_outcome_unknown",
             ErrorKind::Migration => "migration",
+            ErrorKind::InsufficientFunds => "insufficient_funds",
             ErrorKind::Database => "database",
         }
     }
@@ -285,6 +289,44 @@ pub fn classify(backend: Backend, err: DieselError) -> Error {
     Error::Database { kind, backend, message, constraint, source: Some(err) }
 }
 
+/// Turns an error from a plain tokio-postgres client (see
+/// [`Pool::postgres_client`](crate::Pool::postgres_client)) into a classified [`Error`], by its
+/// SQLSTATE when the server sent one.
+pub fn classify_postgres(err: &tokio_postgres::Error) -> Error {
+    let backend = Backend::Postgres;
+    let Some(db) = err.as_db_error() else {
+        let message = crate::connect::error_chain(err);
+        let kind = classify_message(backend, &message).unwrap_or(if err.is_closed() {
+            ErrorKind::ConnectionLost
+        } else {
+            ErrorKind::Database
+        });
+        return Error::Database { kind, backend, message, constraint: None, source: None };
+    };
+    let code = db.code().code();
+    let kind = match code {
+        "23505" => ErrorKind::UniqueViolation,
+        "23503" => ErrorKind::ForeignKeyViolation,
+        "23514" => ErrorKind::CheckViolation,
+        "23502" => ErrorKind::NotNullViolation,
+        "40001" => ErrorKind::SerializationFailure,
+        "40P01" => ErrorKind::Deadlock,
+        "55P03" => ErrorKind::LockTimeout,
+        "57014" => ErrorKind::StatementTimeout,
+        "53300" => ErrorKind::TooManyConnections,
+        c if c.starts_with("57P") => ErrorKind::ServerShutdown,
+        c if c.starts_with("22") => ErrorKind::InvalidInput,
+        _ => classify_message(backend, db.message()).unwrap_or(ErrorKind::Database),
+    };
+    Error::Database {
+        kind,
+        backend,
+        message: db.message().to_owned(),
+        constraint: db.constraint().map(str::to_owned),
+        source: None,
+    }
+}
+
 /// Classifies by the server's message, for the errors whose codes diesel-async drops.
 pub(crate) fn classify_message(backend: Backend, message: &str) -> Option<ErrorKind> {
     let m = message.to_ascii_lowercase();
@@ -420,6 +462,7 @@ mod tests {
             ErrorKind::InvalidInput,
             ErrorKind::CommitOutcomeUnknown,
             ErrorKind::Migration,
+            ErrorKind::InsufficientFunds,
             ErrorKind::Database,
         ];
         let names: std::collections::BTreeSet<_> = all.iter().map(|k| k.as_str()).collect();

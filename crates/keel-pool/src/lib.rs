@@ -44,7 +44,7 @@ pub mod tx;
 
 pub use config::{Backend, Config, DatabaseUrl, SqliteTarget};
 pub use conn::{Conn, MysqlConnection, PgConnection, SqliteConnection};
-pub use error::{Error, ErrorKind, classify};
+pub use error::{Error, ErrorKind, classify, classify_postgres};
 pub use migrate::MigrationStatus;
 pub use pool::{Health, Pool, PoolState};
 pub use retry::RetryPolicy;

@@ -163,6 +163,23 @@ impl Pool {
         }
     }
 
+    /// A plain tokio-postgres client on the pool's PostgreSQL server, opened with the pool's
+    /// settings but outside the pool, for what diesel-async cannot do (`COPY … FROM STDIN`).
+    /// The caller owns it; dropping it closes the session. Fails with
+    /// [`ErrorKind::InvalidInput`](crate::ErrorKind::InvalidInput) on another backend.
+    pub async fn postgres_client(&self) -> Result<tokio_postgres::Client, Error> {
+        if self.backend() != Backend::Postgres {
+            return Err(Error::invalid_input(format!(
+                "a PostgreSQL client was asked of a {} pool",
+                self.backend()
+            )));
+        }
+        if self.is_closed() {
+            return Err(Error::PoolClosed);
+        }
+        crate::connect::pg_client(self.config()).await
+    }
+
     /// The server's version string (`15.4`, `10.11.6-MariaDB`, `3.46.0` for SQLite).
     pub async fn server_version(&self) -> Result<String, Error> {
         let expr = match self.backend() {

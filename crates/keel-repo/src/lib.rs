@@ -5,10 +5,24 @@
 //! pagination, batch loads and transfers arrive with the repository issue). What it is not
 //! for: pooling, retries and error classification, which live in `keel-pool`.
 
+pub mod batch;
+pub mod error;
+pub mod jobs;
+pub mod raw;
+pub mod transfer;
+pub mod users;
+mod validate;
+
+pub use batch::{BatchMethod, BatchOptions, BatchRow};
+pub use error::{Error, Result};
+pub use jobs::UserJobStats;
+pub use transfer::TransferOutcome;
+pub use users::{Page, UserFilter, UserPatch};
+
 use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
-use keel_pool::{Error, Pool, with_conn};
-use keel_schema::schema::{accounts, jobs, transfers, users};
+use keel_pool::{Pool, with_conn};
+use keel_schema::schema;
 
 /// Row counts of every table.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
@@ -42,15 +56,15 @@ impl Repo {
     }
 
     /// Counts the rows of every table on one connection.
-    pub async fn table_counts(&self) -> Result<TableCounts, Error> {
+    pub async fn table_counts(&self) -> Result<TableCounts> {
         let mut conn = self.pool.get().await?;
-        with_conn!(&mut conn, |c| async {
-            let users = users::table.count().get_result(c).await?;
-            let jobs = jobs::table.count().get_result(c).await?;
-            let accounts = accounts::table.count().get_result(c).await?;
-            let transfers = transfers::table.count().get_result(c).await?;
+        Ok(with_conn!(&mut conn, |c| async {
+            let users = schema::users::table.count().get_result(c).await?;
+            let jobs = schema::jobs::table.count().get_result(c).await?;
+            let accounts = schema::accounts::table.count().get_result(c).await?;
+            let transfers = schema::transfers::table.count().get_result(c).await?;
             Ok(TableCounts { users, jobs, accounts, transfers })
         }
-        .await)
+        .await)?)
     }
 }

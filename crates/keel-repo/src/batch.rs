@@ -1,0 +1,509 @@
+//! Batch inserts at wire speed: multi-row `INSERT`s chunked under each backend's bind-parameter
+//! limit inside one transaction, or binary `COPY … FROM STDIN` on PostgreSQL. All rows or none;
+//! a failing row is reported by its index in the input.
+
+use std::future::Future;
+use std::time::Instant;
+
+use diesel::prelude::*;
+use diesel::result::Error as DieselError;
+use diesel_async::{AsyncConnection, RunQueryDsl, TransactionManager as _};
+use keel_pool::{Backend, Conn, ErrorKind, MysqlConnection, PgConnection, ScopedFutureExt as _, classify};
+use keel_schema::schema::{jobs, users};
+use keel_schema::{Id, NewJob, NewUser};
+use tokio_postgres::binary_copy::BinaryCopyInWriter;
+use tokio_postgres::types::{ToSql, Type};
+
+use crate::Repo;
+use crate::error::{Error, Result};
+
+/// Bind parameters one statement may carry: PostgreSQL and MySQL 65,535, SQLite 32,766.
+pub fn bind_limit(backend: Backend) -> usize {
+    match backend {
+        Backend::Postgres | Backend::Mysql => 65_535,
+        Backend::Sqlite => 32_766,
+    }
+}
+
+/// Rows per multi-row `INSERT` unless [`BatchOptions::chunk_rows`] says otherwise: beyond a few
+/// thousand rows a statement only grows the SQL text without saving round trips that matter.
+pub const DEFAULT_CHUNK_ROWS: usize = 5_000;
+
+/// How a batch is sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum BatchMethod {
+    /// `COPY` on PostgreSQL (multi-row `INSERT` when `on_conflict_do_nothing` is set, which
+    /// `COPY` cannot do); multi-row `INSERT` elsewhere.
+    #[default]
+    Auto,
+    /// Multi-row `INSERT` statements, chunked, in one transaction.
+    MultiRow,
+    /// PostgreSQL binary `COPY … FROM STDIN` on a tokio-postgres connection opened with the
+    /// pool's settings (outside the pool). Invalid input on other backends.
+    Copy,
+}
+
+/// Options for [`Repo::insert_users_with`] and [`Repo::insert_jobs_with`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct BatchOptions {
+    /// Skip rows that collide with an existing row on a unique key (instead of failing the
+    /// batch); the call returns how many rows were really inserted.
+    pub on_conflict_do_nothing: bool,
+    /// How to send the rows.
+    pub method: BatchMethod,
+    /// Rows per `INSERT` statement (capped by the bind-parameter limit); default
+    /// [`DEFAULT_CHUNK_ROWS`].
+    pub chunk_rows: Option<usize>,
+}
+
+impl BatchOptions {
+    /// Defaults: fail on conflicts, [`BatchMethod::Auto`], [`DEFAULT_CHUNK_ROWS`].
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Skips conflicting rows instead of failing.
+    pub fn on_conflict_do_nothing(mut self, yes: bool) -> Self {
+        self.on_conflict_do_nothing = yes;
+        self
+    }
+
+    /// Chooses how the rows are sent.
+    pub fn method(mut self, method: BatchMethod) -> Self {
+        self.method = method;
+        self
+    }
+
+    /// Sets the rows per `INSERT` statement.
+    pub fn chunk_rows(mut self, rows: usize) -> Self {
+        self.chunk_rows = Some(rows);
+        self
+    }
+}
+
+/// A row type the batch paths can insert: [`NewUser`] and [`NewJob`].
+pub trait BatchRow: Clone + Send + Sync + 'static + private::Sealed {
+    /// Columns per row (bind parameters per row).
+    const COLUMNS: usize;
+    /// The `COPY` statement.
+    #[doc(hidden)]
+    const COPY_SQL: &'static str;
+    /// The column types, in `COPY` order.
+    #[doc(hidden)]
+    const COPY_TYPES: &'static [Type];
+    /// Checks every row before anything is sent; the first bad row's index and why.
+    #[doc(hidden)]
+    fn validate_all(rows: &[Self]) -> std::result::Result<(), (usize, Error)>;
+    /// The row's values in `COPY` order.
+    #[doc(hidden)]
+    fn copy_values(&self) -> Vec<&(dyn ToSql + Sync)>;
+    /// One multi-row `INSERT` on PostgreSQL; the number of rows inserted.
+    #[doc(hidden)]
+    fn insert_pg<'a>(
+        c: &'a mut PgConnection,
+        rows: &'a [Self],
+        do_nothing: bool,
+    ) -> impl Future<Output = QueryResult<usize>> + Send + 'a;
+    /// One multi-row `INSERT` on MySQL; the number of rows inserted (MySQL reports skipped
+    /// duplicates as affected rows, so with `do_nothing` the rows are counted by id).
+    #[doc(hidden)]
+    fn insert_mysql<'a>(
+        c: &'a mut MysqlConnection,
+        rows: &'a [Self],
+        do_nothing: bool,
+    ) -> impl Future<Output = QueryResult<usize>> + Send + 'a;
+    /// One multi-row `INSERT` on SQLite (synchronous, on the blocking pool).
+    #[doc(hidden)]
+    fn insert_sqlite(c: &mut diesel::SqliteConnection, rows: &[Self], do_nothing: bool)
+    -> QueryResult<usize>;
+}
+
+mod private {
+    pub trait Sealed {}
+    impl Sealed for keel_schema::NewUser {}
+    impl Sealed for keel_schema::NewJob {}
+}
+
+macro_rules! batch_row {
+    ($row:ty, $table:ident, $validate:path, $copy:expr, [$($ty:expr),*], |$r:ident| [$($val:expr),*]) => {
+        impl BatchRow for $row {
+            const COLUMNS: usize = [$($ty),*].len();
+            const COPY_SQL: &'static str = $copy;
+            const COPY_TYPES: &'static [Type] = &[$($ty),*];
+
+            fn validate_all(rows: &[Self]) -> std::result::Result<(), (usize, Error)> {
+                $validate(rows)
+            }
+
+            fn copy_values(&self) -> Vec<&(dyn ToSql + Sync)> {
+                let $r = self;
+                vec![$($val),*]
+            }
+
+            fn insert_pg<'a>(
+                c: &'a mut PgConnection,
+                rows: &'a [Self],
+                do_nothing: bool,
+            ) -> impl Future<Output = QueryResult<usize>> + Send + 'a {
+                async move {
+                    let insert = diesel::insert_into($table::table).values(rows);
+                    if do_nothing { insert.on_conflict_do_nothing().execute(c).await } else { insert.execute(c).await }
+                }
+            }
+
+            fn insert_mysql<'a>(
+                c: &'a mut MysqlConnection,
+                rows: &'a [Self],
+                do_nothing: bool,
+            ) -> impl Future<Output = QueryResult<usize>> + Send + 'a {
+                async move {
+                    let insert = diesel::insert_into($table::table).values(rows);
+                    if !do_nothing {
+                        return insert.execute(c).await;
+                    }
+                    let ids: Vec<Id> = rows.iter().map(|r| r.id).collect();
+                    let count = || $table::table.filter($table::id.eq_any(&ids)).count();
+                    let before: i64 = count().get_result(c).await?;
+                    insert.on_conflict_do_nothing().execute(c).await?;
+                    let after: i64 = count().get_result(c).await?;
+                    Ok((after - before) as usize)
+                }
+            }
+
+            fn insert_sqlite(c: &mut diesel::SqliteConnection, rows: &[Self], do_nothing: bool) -> QueryResult<usize> {
+                if do_nothing {
+                    // diesel has no batch `ON CONFLICT DO NOTHING` for SQLite; `OR IGNORE` skips
+                    // unique conflicts the same way (CHECK and NOT NULL were validated above;
+                    // foreign keys still fail).
+                    diesel::RunQueryDsl::execute(diesel::insert_or_ignore_into($table::table).values(rows), c)
+                } else {
+                    diesel::RunQueryDsl::execute(diesel::insert_into($table::table).values(rows), c)
+                }
+            }
+        }
+    };
+}
+
+batch_row!(
+    NewUser,
+    users,
+    crate::users::validate_users,
+    "COPY users (id, name, email, created_at) FROM STDIN (FORMAT binary)",
+    [Type::UUID, Type::VARCHAR, Type::VARCHAR, Type::TIMESTAMPTZ],
+    |r| [&r.id.0, &r.name, &r.email, &r.created_at.0]
+);
+
+batch_row!(
+    NewJob,
+    jobs,
+    crate::jobs::validate_jobs,
+    "COPY jobs (id, user_id, title, salary_cents, created_at) FROM STDIN (FORMAT binary)",
+    [Type::UUID, Type::UUID, Type::VARCHAR, Type::INT8, Type::TIMESTAMPTZ],
+    |r| [&r.id.0, &r.user_id.0, &r.title, &r.salary_cents, &r.created_at.0]
+);
+
+/// Why a probe insert ended: it failed (the row is in this prefix) or it worked and was
+/// rolled back on purpose.
+enum Probe {
+    Failed(DieselError),
+    RolledBack,
+}
+
+impl From<DieselError> for Probe {
+    fn from(e: DieselError) -> Self {
+        Probe::Failed(e)
+    }
+}
+
+/// Inserts `rows` in chunks on an async connection, each chunk under a savepoint. When a chunk
+/// fails for a reason that retrying cannot fix, finds the first failing row by bisecting
+/// prefixes of the chunk (each probe rolled back to its savepoint), so the error can name it.
+macro_rules! insert_chunks_async {
+    ($c:expr, $backend:expr, $rows:expr, $chunk_rows:expr, $do_nothing:expr, $insert:path) => {{
+        let c = $c;
+        let mut total = 0usize;
+        let mut failure = None;
+        for (k, chunk) in $rows.chunks($chunk_rows).enumerate() {
+            let done = match savepoint(c).await {
+                Ok(()) => match $insert(&mut *c, chunk, $do_nothing).await {
+                    Ok(n) => release(c).await.map(|()| n),
+                    Err(e) => {
+                        let _ = roll_back(c).await;
+                        Err(e)
+                    }
+                },
+                Err(e) => Err(e),
+            };
+            let e = match done {
+                Ok(n) => {
+                    total += n;
+                    continue;
+                }
+                Err(e) => classify($backend, e),
+            };
+            if e.is_transient() {
+                failure = Some(Error::Db(e));
+                break;
+            }
+            let (mut ok, mut bad, mut err) = (0usize, chunk.len(), e);
+            while bad - ok > 1 {
+                let mid = ok + (bad - ok) / 2;
+                let prefix = &chunk[..mid];
+                let probe = match savepoint(c).await {
+                    Ok(()) => {
+                        let inserted = $insert(&mut *c, prefix, $do_nothing).await;
+                        roll_back(c).await.and(inserted)
+                    }
+                    Err(e) => Err(e),
+                };
+                match probe {
+                    Err(e) => {
+                        bad = mid;
+                        err = classify($backend, e);
+                    }
+                    _ => ok = mid,
+                }
+            }
+            failure = Some(Error::BatchRow { index: k * $chunk_rows + bad - 1, source: err });
+            break;
+        }
+        match failure {
+            Some(e) => Err(e),
+            None => Ok(total),
+        }
+    }};
+}
+
+/// Opens a savepoint (the connection is inside keel's transaction, so diesel's transaction
+/// manager nests).
+async fn savepoint<C: AsyncConnection>(c: &mut C) -> QueryResult<()> {
+    C::TransactionManager::begin_transaction(c).await
+}
+
+async fn release<C: AsyncConnection>(c: &mut C) -> QueryResult<()> {
+    C::TransactionManager::commit_transaction(c).await
+}
+
+async fn roll_back<C: AsyncConnection>(c: &mut C) -> QueryResult<()> {
+    C::TransactionManager::rollback_transaction(c).await
+}
+
+/// The SQLite version of [`insert_chunks_async!`], run on the blocking pool. Returns the row
+/// count, or the failing row's index and error.
+fn insert_chunks_sqlite<R: BatchRow>(
+    c: &mut diesel::SqliteConnection,
+    rows: &[R],
+    chunk_rows: usize,
+    do_nothing: bool,
+) -> QueryResult<std::result::Result<usize, (Option<usize>, DieselError)>> {
+    let mut total = 0usize;
+    for (k, chunk) in rows.chunks(chunk_rows).enumerate() {
+        let e = match c.transaction(|c| R::insert_sqlite(c, chunk, do_nothing)) {
+            Ok(n) => {
+                total += n;
+                continue;
+            }
+            Err(e) => e,
+        };
+        if classify(Backend::Sqlite, clone_error(&e)).is_transient() {
+            return Ok(Err((None, e)));
+        }
+        let (mut ok, mut bad, mut err) = (0usize, chunk.len(), e);
+        while bad - ok > 1 {
+            let mid = ok + (bad - ok) / 2;
+            let probe = c.transaction::<(), Probe, _>(|c| {
+                R::insert_sqlite(c, &chunk[..mid], do_nothing)?;
+                Err(Probe::RolledBack)
+            });
+            match probe {
+                Err(Probe::Failed(e)) => {
+                    bad = mid;
+                    err = e;
+                }
+                _ => ok = mid,
+            }
+        }
+        return Ok(Err((Some(k * chunk_rows + bad - 1), err)));
+    }
+    Ok(Ok(total))
+}
+
+/// A copy of a diesel error good enough to classify (diesel errors are not `Clone`).
+fn clone_error(e: &DieselError) -> DieselError {
+    match e {
+        DieselError::DatabaseError(kind, info) => {
+            DieselError::DatabaseError(*kind, Box::new(info.message().to_owned()))
+        }
+        other => DieselError::QueryBuilderError(other.to_string().into()),
+    }
+}
+
+async fn insert_chunks<R: BatchRow>(
+    conn: &mut Conn,
+    rows: &[R],
+    chunk_rows: usize,
+    do_nothing: bool,
+) -> Result<usize> {
+    match conn {
+        Conn::Postgres(c) => {
+            let c: &mut PgConnection = &mut *c;
+            insert_chunks_async!(c, Backend::Postgres, rows, chunk_rows, do_nothing, R::insert_pg)
+        }
+        Conn::Mysql(c) => {
+            let c: &mut MysqlConnection = &mut *c;
+            insert_chunks_async!(c, Backend::Mysql, rows, chunk_rows, do_nothing, R::insert_mysql)
+        }
+        Conn::Sqlite(c) => {
+            // diesel-async cannot send a multi-row INSERT to SQLite (diesel_async#277): run the
+            // chunks on the wrapped synchronous connection, inside the open transaction.
+            let owned = rows.to_vec();
+            let outcome = c
+                .spawn_blocking(move |sc| insert_chunks_sqlite(sc, &owned, chunk_rows, do_nothing))
+                .await
+                .map_err(|e| classify(Backend::Sqlite, e))?;
+            outcome.map_err(|(index, e)| {
+                let source = classify(Backend::Sqlite, e);
+                match index {
+                    Some(index) => Error::BatchRow { index, source },
+                    None => Error::Db(source),
+                }
+            })
+        }
+    }
+}
+
+/// The input row a `COPY` error points at: PostgreSQL's context says `COPY users, line 73001`
+/// (1-based, one line per row in binary format too).
+fn copy_error_row(err: &tokio_postgres::Error) -> Option<usize> {
+    let context = err.as_db_error()?.where_()?;
+    let rest = context.split("line ").nth(1)?;
+    let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+    digits.parse::<usize>().ok()?.checked_sub(1)
+}
+
+fn copy_error(err: &tokio_postgres::Error) -> Error {
+    let source = keel_pool::classify_postgres(err);
+    match copy_error_row(err) {
+        Some(index) if err.as_db_error().is_some() => Error::BatchRow { index, source },
+        _ => Error::Db(source),
+    }
+}
+
+/// One attempt at `COPY`ing `rows` in a transaction on a fresh tokio-postgres connection.
+async fn copy_once<R: BatchRow>(pool: &keel_pool::Pool, rows: &[R]) -> Result<usize> {
+    let mut client = pool.postgres_client().await?;
+    let tx = client.transaction().await.map_err(|e| copy_error(&e))?;
+    let sink = tx.copy_in(R::COPY_SQL).await.map_err(|e| copy_error(&e))?;
+    let mut writer = std::pin::pin!(BinaryCopyInWriter::new(sink, R::COPY_TYPES));
+    for row in rows {
+        writer.as_mut().write(&row.copy_values()).await.map_err(|e| copy_error(&e))?;
+    }
+    let n = writer.finish().await.map_err(|e| copy_error(&e))?;
+    if let Err(e) = tx.commit().await {
+        let err = keel_pool::classify_postgres(&e);
+        if matches!(err.kind(), ErrorKind::ConnectionLost | ErrorKind::ServerShutdown) {
+            return Err(keel_pool::Error::CommitOutcomeUnknown { source: Box::new(err) }.into());
+        }
+        return Err(err.into());
+    }
+    Ok(n as usize)
+}
+
+impl Repo {
+    /// Inserts all `users` or none, the fastest way the backend allows ([`BatchMethod::Auto`]),
+    /// and returns how many were inserted. If a row is refused (say, a duplicate email) the
+    /// error is [`Error::BatchRow`] with that row's index and nothing is inserted.
+    ///
+    /// ```no_run
+    /// # async fn demo(repo: keel_repo::Repo) -> Result<(), keel_repo::Error> {
+    /// use keel_schema::NewUser;
+    /// let users: Vec<NewUser> =
+    ///     (0..10_000).map(|i| NewUser::new(format!("User {i}"), format!("user{i}@example.com"))).collect();
+    /// assert_eq!(repo.insert_users(&users).await?, 10_000);
+    /// # Ok(()) }
+    /// ```
+    pub async fn insert_users(&self, users: &[NewUser]) -> Result<usize> {
+        self.insert_batch(users, &BatchOptions::default()).await
+    }
+
+    /// [`Repo::insert_users`] with options: skip conflicting rows, force a method, chunk size.
+    pub async fn insert_users_with(&self, users: &[NewUser], options: &BatchOptions) -> Result<usize> {
+        self.insert_batch(users, options).await
+    }
+
+    /// Inserts all `jobs` or none; see [`Repo::insert_users`]. A job whose user does not exist
+    /// fails the batch with `foreign_key_violation` and its index.
+    pub async fn insert_jobs(&self, jobs: &[NewJob]) -> Result<usize> {
+        self.insert_batch(jobs, &BatchOptions::default()).await
+    }
+
+    /// [`Repo::insert_jobs`] with options.
+    pub async fn insert_jobs_with(&self, jobs: &[NewJob], options: &BatchOptions) -> Result<usize> {
+        self.insert_batch(jobs, options).await
+    }
+
+    /// The batch path for any [`BatchRow`] type.
+    pub async fn insert_batch<R: BatchRow>(&self, rows: &[R], options: &BatchOptions) -> Result<usize> {
+        if rows.is_empty() {
+            return Ok(0);
+        }
+        R::validate_all(rows).map_err(|(index, e)| match e {
+            Error::Db(source) => Error::BatchRow { index, source },
+            other => other,
+        })?;
+        let backend = self.pool.backend();
+        let copy = match (options.method, backend) {
+            (BatchMethod::Copy, Backend::Postgres) if options.on_conflict_do_nothing => {
+                return Err(Error::invalid("COPY cannot skip conflicting rows; use BatchMethod::MultiRow"));
+            }
+            (BatchMethod::Copy, Backend::Postgres) => true,
+            (BatchMethod::Copy, other) => {
+                return Err(Error::invalid(format!("COPY is PostgreSQL only; this pool is {other}")));
+            }
+            (BatchMethod::Auto, Backend::Postgres) => !options.on_conflict_do_nothing,
+            _ => false,
+        };
+        if copy {
+            match self.copy_with_retry(rows).await {
+                // Errors found at the end of the statement (foreign keys are checked then)
+                // carry no line number: the chunked path finds the row, and fails the same way.
+                Err(Error::Db(e)) if !e.is_transient() && e.kind() != ErrorKind::CommitOutcomeUnknown => {
+                    tracing::debug!(target: "keel::repo", error = %e, "COPY failed without a row number; locating the row");
+                }
+                done => return done,
+            }
+        }
+        let limit = bind_limit(backend) / R::COLUMNS;
+        let chunk_rows = options.chunk_rows.unwrap_or(DEFAULT_CHUNK_ROWS).clamp(1, limit);
+        let do_nothing = options.on_conflict_do_nothing;
+        self.pool
+            .transaction(|conn| {
+                async move { insert_chunks(conn, rows, chunk_rows, do_nothing).await }.scope_boxed()
+            })
+            .await
+    }
+
+    /// `COPY` with the pool's retry policy for transient failures (a failed `COPY` leaves
+    /// nothing behind, so it can run again).
+    async fn copy_with_retry<R: BatchRow>(&self, rows: &[R]) -> Result<usize> {
+        let policy = self.pool.config().retry_policy().clone();
+        let started = Instant::now();
+        let mut attempt = 1;
+        loop {
+            let err = match copy_once(&self.pool, rows).await {
+                Ok(n) => return Ok(n),
+                Err(e) => e,
+            };
+            match policy.backoff(attempt, started.elapsed()) {
+                Some(pause) if err.is_transient() => {
+                    tracing::info!(target: "keel::repo", attempt, kind = err.kind().as_str(), error = %err, "COPY failed transiently; retrying");
+                    tokio::time::sleep(pause).await;
+                    attempt += 1;
+                }
+                _ => return Err(err),
+            }
+        }
+    }
+}

@@ -1,0 +1,1 @@
+//! Raw SQL with named parameters (in progress).

@@ -1,0 +1,227 @@
+//! Accounts and money-moving transfers: a multi-step transaction through
+//! [`Pool::transaction_with`](keel_pool::Pool::transaction_with), made safe to retry by a unique
+//! idempotency key.
+
+use diesel::prelude::*;
+use diesel_async::RunQueryDsl;
+use keel_pool::{Backend, Conn, ErrorKind, ScopedFutureExt as _, TxOptions, with_conn};
+use keel_schema::limits::IDEMPOTENCY_KEY_MAX_CHARS;
+use keel_schema::schema::{accounts, transfers};
+use keel_schema::{Account, Id, NewAccount, NewTransfer, Transfer};
+use serde::Serialize;
+
+use crate::error::{Error, Result};
+use crate::{Repo, validate};
+
+/// What [`Repo::transfer`] did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
+pub struct TransferOutcome {
+    /// The ledger row (the one written now, or the one an earlier call with the same key wrote).
+    pub transfer: Transfer,
+    /// `true` if this call moved the money; `false` if the key had already been applied.
+    pub applied_now: bool,
+}
+
+fn validate_transfer(from: Id, to: Id, amount_cents: i64, key: &str) -> Result<()> {
+    if amount_cents <= 0 {
+        return Err(Error::invalid(format!("a transfer amount must be positive, got {amount_cents} cents")));
+    }
+    if from == to {
+        return Err(Error::invalid(format!("cannot transfer from account {from} to itself")));
+    }
+    validate::non_empty("idempotency key", key)?;
+    validate::text("idempotency key", key, IDEMPOTENCY_KEY_MAX_CHARS)
+}
+
+/// The earlier transfer under `key`, checked to be the same transfer.
+fn replay(existing: Transfer, from: Id, to: Id, amount_cents: i64) -> Result<TransferOutcome> {
+    if (existing.from_account, existing.to_account, existing.amount_cents) != (from, to, amount_cents) {
+        return Err(Error::invalid(format!(
+            "idempotency key {:?} was already used for a different transfer ({} cents from {} to {})",
+            existing.idempotency_key, existing.amount_cents, existing.from_account, existing.to_account
+        )));
+    }
+    Ok(TransferOutcome { transfer: existing, applied_now: false })
+}
+
+async fn find_by_key(conn: &mut Conn, key: &str) -> Result<Option<Transfer>> {
+    Ok(with_conn!(conn, |c| transfers::table
+        .filter(transfers::idempotency_key.eq(key))
+        .select(Transfer::as_select())
+        .first(c)
+        .await
+        .optional())?)
+}
+
+/// `balance += delta` on one account, only if the result stays >= 0. The number of rows
+/// changed: 0 means no such account, or not enough money.
+async fn add_to_balance(conn: &mut Conn, id: Id, delta: i64) -> Result<usize> {
+    Ok(with_conn!(conn, |c| diesel::update(
+        accounts::table.filter(accounts::id.eq(id)).filter(accounts::balance_cents.ge(-delta))
+    )
+    .set(accounts::balance_cents.eq(accounts::balance_cents + delta))
+    .execute(c)
+    .await)?)
+}
+
+async fn debit(conn: &mut Conn, account: Id, amount_cents: i64) -> Result<()> {
+    if add_to_balance(conn, account, -amount_cents).await? == 1 {
+        return Ok(());
+    }
+    let balance: Option<i64> = with_conn!(conn, |c| accounts::table
+        .find(account)
+        .select(accounts::balance_cents)
+        .first(c)
+        .await
+        .optional())?;
+    Err(match balance {
+        Some(balance_cents) => Error::InsufficientFunds { account, balance_cents, amount_cents },
+        None => Error::not_found(format!("account {account}")),
+    })
+}
+
+async fn credit(conn: &mut Conn, account: Id, amount_cents: i64) -> Result<()> {
+    if add_to_balance(conn, account, amount_cents).await? == 1 {
+        return Ok(());
+    }
+    Err(Error::not_found(format!("account {account}")))
+}
+
+impl Repo {
+    /// Opens an account for `owner` with an opening balance (>= 0).
+    pub async fn create_account(&self, owner: Id, balance_cents: i64) -> Result<Account> {
+        if balance_cents < 0 {
+            return Err(Error::invalid(format!(
+                "an opening balance cannot be negative, got {balance_cents}"
+            )));
+        }
+        let new = NewAccount::new(owner, balance_cents);
+        self.pool
+            .transaction(|conn| {
+                let new = &new;
+                async move {
+                    with_conn!(conn, |c| {
+                        match diesel::insert_into(accounts::table).values(new).execute(c).await {
+                            Ok(_) => accounts::table.find(new.id).select(Account::as_select()).first(c).await,
+                            Err(e) => Err(e),
+                        }
+                    })
+                    .map_err(Error::from)
+                }
+                .scope_boxed()
+            })
+            .await
+    }
+
+    /// The account with this id; `not_found` if there is none.
+    pub async fn get_account(&self, id: Id) -> Result<Account> {
+        let mut conn = self.pool.get().await?;
+        let found: Option<Account> = with_conn!(&mut conn, |c| accounts::table
+            .find(id)
+            .select(Account::as_select())
+            .first(c)
+            .await
+            .optional())?;
+        found.ok_or_else(|| Error::not_found(format!("account {id}")))
+    }
+
+    /// The transfer recorded under `key`, if any.
+    pub async fn transfer_by_key(&self, key: &str) -> Result<Option<Transfer>> {
+        find_by_key(&mut self.pool.get().await?, key).await
+    }
+
+    /// Sum of all balances, in cents (money is neither made nor lost by transfers).
+    pub async fn total_balance(&self) -> Result<i64> {
+        let expr = match self.pool.backend() {
+            Backend::Postgres => "CAST(COALESCE(SUM(balance_cents), 0) AS BIGINT)",
+            Backend::Mysql => "CAST(COALESCE(SUM(balance_cents), 0) AS SIGNED)",
+            Backend::Sqlite => "COALESCE(SUM(balance_cents), 0)",
+        };
+        let mut conn = self.pool.get().await?;
+        Ok(with_conn!(&mut conn, |c| accounts::table
+            .select(diesel::dsl::sql::<diesel::sql_types::BigInt>(expr))
+            .get_result(c)
+            .await)?)
+    }
+
+    /// Moves `amount_cents` from one account to another, once per `idempotency_key`.
+    ///
+    /// One transaction: look the key up (an earlier call that committed makes this a no-op
+    /// returning its row with `applied_now: false`), debit only if the balance covers the amount
+    /// (else [`Error::InsufficientFunds`], never retried), credit, and record the transfer under
+    /// the unique key. The two accounts are updated in id order, so concurrent transfers in
+    /// opposite directions do not deadlock. Because of the key the transaction is idempotent:
+    /// keel retries it even when a `COMMIT` was lost in flight, and a caller may safely repeat
+    /// the call after any error.
+    ///
+    /// Fails with `invalid_input` for a non-positive amount, the same account twice, or a key
+    /// reused for a different transfer; `not_found` for an unknown account.
+    ///
+    /// ```no_run
+    /// # async fn demo(repo: keel_repo::Repo, a: keel_schema::Id, b: keel_schema::Id) -> Result<(), keel_repo::Error> {
+    /// let first = repo.transfer(a, b, 1_500, "order-42").await?;
+    /// let again = repo.transfer(a, b, 1_500, "order-42").await?; // applied once
+    /// assert!(first.applied_now && !again.applied_now);
+    /// # Ok(()) }
+    /// ```
+    pub async fn transfer(
+        &self,
+        from: Id,
+        to: Id,
+        amount_cents: i64,
+        idempotency_key: &str,
+    ) -> Result<TransferOutcome> {
+        validate_transfer(from, to, amount_cents, idempotency_key)?;
+        let row = NewTransfer {
+            id: Id::new(),
+            from_account: from,
+            to_account: to,
+            amount_cents,
+            idempotency_key: idempotency_key.to_owned(),
+            created_at: keel_schema::now(),
+        };
+        let row = &row;
+        let done = self
+            .pool
+            .transaction_with(TxOptions::new().idempotent(true), |conn| {
+                async move {
+                    if let Some(existing) = find_by_key(conn, &row.idempotency_key).await? {
+                        return replay(existing, from, to, amount_cents);
+                    }
+                    if from.as_bytes() < to.as_bytes() {
+                        debit(conn, from, amount_cents).await?;
+                        credit(conn, to, amount_cents).await?;
+                    } else {
+                        credit(conn, to, amount_cents).await?;
+                        debit(conn, from, amount_cents).await?;
+                    }
+                    with_conn!(conn, |c| diesel::insert_into(transfers::table).values(row).execute(c).await)?;
+                    let transfer = Transfer {
+                        id: row.id,
+                        from_account: from,
+                        to_account: to,
+                        amount_cents,
+                        idempotency_key: row.idempotency_key.clone(),
+                        created_at: row.created_at,
+                    };
+                    Ok(TransferOutcome { transfer, applied_now: true })
+                }
+                .scope_boxed()
+            })
+            .await;
+        match done {
+            // A concurrent call with the same key committed first.
+            Err(Error::Db(e))
+                if e.kind() == ErrorKind::UniqueViolation
+                    && e.constraint().is_some_and(|c| c.contains("idempotency_key")) =>
+            {
+                match self.transfer_by_key(idempotency_key).await? {
+                    Some(existing) => replay(existing, from, to, amount_cents),
+                    None => Err(Error::Db(e)),
+                }
+            }
+            other => other,
+        }
+    }
+}
