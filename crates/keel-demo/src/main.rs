@@ -8,7 +8,11 @@
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use keel_pool::{Config, Pool};
-use keel_repo::Repo;
+
+mod seed;
+mod serve;
+mod table;
+mod tour;
 
 /// The default database: an SQLite file in the working directory.
 const DEFAULT_URL: &str = "sqlite://keel.db";
@@ -31,6 +35,10 @@ enum Command {
     Tour,
     /// Apply pending migrations and list what was applied.
     Migrate,
+    /// Generate realistic users, jobs and accounts through the batch path (COPY on PostgreSQL).
+    Seed(seed::SeedArgs),
+    /// Serve the HTTP API (one pool per process, one pooled connection per request).
+    Serve(serve::ServeArgs),
 }
 
 #[tokio::main]
@@ -47,6 +55,14 @@ async fn main() -> Result<()> {
     match cli.command.unwrap_or(Command::Tour) {
         Command::Tour => tour(config).await,
         Command::Migrate => migrate(config).await,
+        Command::Serve(args) => serve::run(config, args).await,
+        Command::Seed(args) => {
+            let pool = open(config).await?;
+            pool.migrate().await.context("running migrations")?;
+            let seeded = seed::run(&pool, &args).await?;
+            println!("{}", seed::summary(&seeded));
+            Ok(())
+        }
     }
 }
 
@@ -67,40 +83,7 @@ async fn migrate(config: Config) -> Result<()> {
     Ok(())
 }
 
-fn heading(title: &str, why: &str) {
-    println!("\n== {title}\n   {why}");
-}
-
 async fn tour(config: Config) -> Result<()> {
     let pool = open(config).await?;
-    heading("Connect", "The backend is chosen at run time from the URL; the password is never shown.");
-    let version = pool.server_version().await.context("reading the server version")?;
-    let state = pool.state();
-    println!("   url      {}", pool.config().url());
-    println!("   backend  {}", pool.backend());
-    println!("   server   {version}");
-    println!("   pool     {} open, {} idle, max {}", state.connections, state.idle, state.max_size);
-
-    heading("Migrate", "Embedded migrations for this backend; a second run applies nothing.");
-    let applied = pool.migrate().await.context("running migrations")?;
-    if applied.is_empty() {
-        println!("   up to date");
-    }
-    for v in &applied {
-        println!("   applied  {v}");
-    }
-
-    heading("Row counts", "One typed diesel query body, compiled for each backend.");
-    let counts = Repo::new(pool.clone()).table_counts().await.context("counting rows")?;
-    println!("   {:<10} {:>8}", "table", "rows");
-    for (table, n) in [
-        ("users", counts.users),
-        ("jobs", counts.jobs),
-        ("accounts", counts.accounts),
-        ("transfers", counts.transfers),
-    ] {
-        println!("   {table:<10} {n:>8}");
-    }
-    println!();
-    Ok(())
+    tour::run(pool).await
 }

@@ -23,9 +23,28 @@ async fn tour_runs_twice_on_every_backend() {
         let url = pool.config().url().expose_secret().to_owned();
         drop(pool);
         let first = run_demo(&url, &[]);
-        assert!(first.contains("== Row counts"), "{first}");
+        for heading in [
+            "== Connect",
+            "== Create, read, update, delete",
+            "== Search",
+            "== Joins",
+            "== Aggregates",
+            "== Batch insert",
+            "== A transaction that fails half-way",
+            "== Concurrent queries",
+            "== A transaction retried after a real conflict",
+            "== Streaming",
+            "== Raw SQL with named parameters",
+            "== Pool numbers",
+        ] {
+            assert!(first.contains(heading), "missing {heading:?}:\n{first}");
+        }
+        // The failed transaction left nothing; the retried one applied both increments.
+        assert!(first.contains("unique_violation    not_found"), "{first}");
+        assert!(first.contains("100.02"), "{first}");
         let second = run_demo(&url, &["tour"]);
         assert!(second.contains("up to date"), "the second run applies no migrations:\n{second}");
+        assert!(second.contains("100.02"), "{second}");
     })
     .await;
 }
@@ -54,4 +73,20 @@ fn an_unreachable_server_is_a_clear_error_without_the_password() {
         "{stderr}"
     );
     assert!(!stderr.contains("topsecret"), "{stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn seed_inserts_what_it_says_on_every_backend() {
+    for_each_backend("demo_seed", |pool| async move {
+        let url = pool.config().url().expose_secret().to_owned();
+        let args = ["seed", "--users", "1200", "--jobs-per-user", "3", "--accounts", "50", "--batch", "500"];
+        let out = run_demo(&url, &args);
+        assert!(out.contains("seeded 1,200 users, 3,600 jobs, 50 accounts in"), "{out}");
+        assert!(out.contains("rows/s"), "{out}");
+        // Twice on the same database: fresh emails each run.
+        run_demo(&url, &args);
+        let counts = keel_repo::Repo::new(pool.clone()).table_counts().await.unwrap();
+        assert_eq!((counts.users, counts.jobs, counts.accounts), (2_400, 7_200, 100));
+    })
+    .await;
 }

@@ -56,6 +56,18 @@ impl Conn {
 }
 
 impl Conn {
+    /// keel's own number for this connection, unique within the process (SQLite connections
+    /// have no server id).
+    pub fn local_id(&self) -> u64 {
+        match self {
+            Conn::Postgres(c) => c.local_id(),
+            Conn::Mysql(c) => c.local_id(),
+            Conn::Sqlite(c) => c.local_id(),
+        }
+    }
+}
+
+impl Conn {
     /// Notes an error seen on this connection: after a connection-level error (lost, server
     /// shutting down) the pool closes the connection instead of reusing it. [`with_conn!`](crate::with_conn)
     /// and transactions call this; call it yourself when you run queries another way.

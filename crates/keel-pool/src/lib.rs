@@ -49,5 +49,5 @@ pub use migrate::MigrationStatus;
 pub use pool::{Health, Pool, PoolState};
 pub use retry::RetryPolicy;
 pub use scoped_futures::{ScopedBoxFuture, ScopedFutureExt};
-pub use stats::PoolStats;
+pub use stats::{LATENCY_BUCKETS_US, LatencyHistogram, PoolStats};
 pub use tx::{Isolation, TxError, TxOptions};

@@ -86,6 +86,8 @@ pub struct Managed<C> {
     conn: C,
     last_used: Instant,
     server_id: Option<u64>,
+    /// keel's own number for this connection, unique in the process (1, 2, …).
+    local_id: u64,
     /// Set when a connection-level error was seen on this connection: diesel-async's MySQL
     /// connection does not notice a closed socket by itself, so it would come back "healthy".
     broken: bool,
@@ -95,6 +97,12 @@ impl<C> Managed<C> {
     /// The server's id for this session: PostgreSQL backend pid, MySQL `CONNECTION_ID()`.
     pub fn server_id(&self) -> Option<u64> {
         self.server_id
+    }
+
+    /// keel's own number for this connection, unique within the process: tells pooled SQLite
+    /// connections apart, which have no server id.
+    pub fn local_id(&self) -> u64 {
+        self.local_id
     }
 
     /// Marks the connection unusable: the pool closes it instead of handing it out again.
@@ -185,7 +193,9 @@ impl<C: BackendConn> KeelManager<C> {
             shared: Arc::clone(shared),
             started: VecDeque::new(),
         });
-        Ok(Managed { conn, last_used: Instant::now(), server_id, broken: false })
+        static NEXT_LOCAL_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+        let local_id = NEXT_LOCAL_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Ok(Managed { conn, last_used: Instant::now(), server_id, local_id, broken: false })
     }
 }
 

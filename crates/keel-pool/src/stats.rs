@@ -16,6 +16,7 @@ const BUCKETS: usize = LINEAR + 40 * SUB;
 pub(crate) struct Histogram {
     buckets: Box<[AtomicU64]>,
     count: AtomicU64,
+    sum_us: AtomicU64,
     max: AtomicU64,
 }
 
@@ -24,6 +25,7 @@ impl Default for Histogram {
         Histogram {
             buckets: (0..BUCKETS).map(|_| AtomicU64::new(0)).collect(),
             count: AtomicU64::new(0),
+            sum_us: AtomicU64::new(0),
             max: AtomicU64::new(0),
         }
     }
@@ -53,6 +55,7 @@ impl Histogram {
         let us = u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
         self.buckets[bucket_of(us)].fetch_add(1, Relaxed);
         self.count.fetch_add(1, Relaxed);
+        self.sum_us.fetch_add(us, Relaxed);
         self.max.fetch_max(us, Relaxed);
     }
 
@@ -73,6 +76,21 @@ impl Histogram {
         Duration::from_micros(self.max.load(Relaxed))
     }
 
+    /// Cumulative counts at each of [`LATENCY_BUCKETS_US`] (samples whose bucket lies wholly at
+    /// or below the bound, as Prometheus histograms count), then the total count and sum.
+    pub(crate) fn cumulative(&self) -> LatencyHistogram {
+        let mut le = Vec::with_capacity(LATENCY_BUCKETS_US.len());
+        let (mut seen, mut i) = (0u64, 0usize);
+        for &bound in LATENCY_BUCKETS_US {
+            while i < BUCKETS && bucket_top(i) <= bound {
+                seen += self.buckets[i].load(Relaxed);
+                i += 1;
+            }
+            le.push((bound, seen));
+        }
+        LatencyHistogram { le_us: le, count: self.count.load(Relaxed), sum_us: self.sum_us.load(Relaxed) }
+    }
+
     #[cfg(test)]
     pub(crate) fn count(&self) -> u64 {
         self.count.load(Relaxed)
@@ -81,6 +99,25 @@ impl Histogram {
     pub(crate) fn max(&self) -> Duration {
         Duration::from_micros(self.max.load(Relaxed))
     }
+}
+
+/// Upper bounds (µs) of the buckets [`PoolStats::query_latency`] reports: 50 µs to 10 s.
+pub const LATENCY_BUCKETS_US: &[u64] = &[
+    50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 500_000, 1_000_000,
+    2_500_000, 10_000_000,
+];
+
+/// A latency distribution in Prometheus form.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+#[non_exhaustive]
+pub struct LatencyHistogram {
+    /// `(upper bound in µs, samples at or below it)`, cumulative, for [`LATENCY_BUCKETS_US`].
+    /// Bounds are approximate to within one internal bucket (≤ 12.5 %).
+    pub le_us: Vec<(u64, u64)>,
+    /// All samples.
+    pub count: u64,
+    /// Sum of all samples, µs.
+    pub sum_us: u64,
 }
 
 /// Counters shared by a pool, its connections' instrumentation and its transactions.
@@ -155,6 +192,8 @@ pub struct PoolStats {
     pub query_p99_us: u64,
     /// Slowest query, microseconds.
     pub query_max_us: u64,
+    /// The query latency distribution (for Prometheus histograms).
+    pub query_latency: LatencyHistogram,
     /// Transactions started through [`Pool::transaction`](crate::Pool::transaction) (attempts).
     pub transactions: u64,
     /// Transactions whose commit outcome was unknown.
@@ -197,6 +236,7 @@ pub(crate) fn snapshot(c: &Counters, state: &bb8::State, max_size: u32) -> PoolS
         query_p50_us: us(c.query_latency.quantile(0.5)),
         query_p99_us: us(c.query_latency.quantile(0.99)),
         query_max_us: us(c.query_latency.max()),
+        query_latency: c.query_latency.cumulative(),
         transactions: c.transactions.load(Relaxed),
         commits_unknown: c.commits_unknown.load(Relaxed),
         cancellations: c.cancellations.load(Relaxed),

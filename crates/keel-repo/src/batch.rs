@@ -9,8 +9,8 @@ use diesel::prelude::*;
 use diesel::result::Error as DieselError;
 use diesel_async::{AsyncConnection, RunQueryDsl, TransactionManager as _};
 use keel_pool::{Backend, Conn, ErrorKind, MysqlConnection, PgConnection, ScopedFutureExt as _, classify};
-use keel_schema::schema::{jobs, users};
-use keel_schema::{Id, NewJob, NewUser};
+use keel_schema::schema::{accounts, jobs, users};
+use keel_schema::{Id, NewAccount, NewJob, NewUser};
 use tokio_postgres::binary_copy::BinaryCopyInWriter;
 use tokio_postgres::types::{ToSql, Type};
 
@@ -83,7 +83,7 @@ impl BatchOptions {
     }
 }
 
-/// A row type the batch paths can insert: [`NewUser`] and [`NewJob`].
+/// A row type the batch paths can insert: [`NewUser`], [`NewJob`] and [`NewAccount`].
 pub trait BatchRow: Clone + Send + Sync + 'static + private::Sealed {
     /// Columns per row (bind parameters per row).
     const COLUMNS: usize;
@@ -124,6 +124,7 @@ mod private {
     pub trait Sealed {}
     impl Sealed for keel_schema::NewUser {}
     impl Sealed for keel_schema::NewJob {}
+    impl Sealed for keel_schema::NewAccount {}
 }
 
 macro_rules! batch_row {
@@ -203,6 +204,25 @@ batch_row!(
     [Type::UUID, Type::UUID, Type::VARCHAR, Type::INT8, Type::TIMESTAMPTZ],
     |r| [&r.id.0, &r.user_id.0, &r.title, &r.salary_cents, &r.created_at.0]
 );
+
+batch_row!(
+    NewAccount,
+    accounts,
+    validate_accounts,
+    "COPY accounts (id, owner_id, balance_cents, created_at) FROM STDIN (FORMAT binary)",
+    [Type::UUID, Type::UUID, Type::INT8, Type::TIMESTAMPTZ],
+    |r| [&r.id.0, &r.owner_id.0, &r.balance_cents, &r.created_at.0]
+);
+
+fn validate_accounts(rows: &[NewAccount]) -> std::result::Result<(), (usize, Error)> {
+    match rows.iter().position(|a| a.balance_cents < 0) {
+        Some(i) => Err((
+            i,
+            Error::invalid(format!("balance_cents cannot be negative, got {}", rows[i].balance_cents)),
+        )),
+        None => Ok(()),
+    }
+}
 
 /// Why a probe insert ended: it failed (the row is in this prefix) or it worked and was
 /// rolled back on purpose.
@@ -442,6 +462,11 @@ impl Repo {
     /// [`Repo::insert_jobs`] with options.
     pub async fn insert_jobs_with(&self, jobs: &[NewJob], options: &BatchOptions) -> Result<usize> {
         self.insert_batch(jobs, options).await
+    }
+
+    /// Opens many accounts at once, all or none; see [`Repo::insert_users`].
+    pub async fn insert_accounts(&self, accounts: &[NewAccount]) -> Result<usize> {
+        self.insert_batch(accounts, &BatchOptions::default()).await
     }
 
     /// The batch path for any [`BatchRow`] type.
