@@ -88,6 +88,9 @@ pub struct Managed<C> {
     server_id: Option<u64>,
     /// keel's own number for this connection, unique in the process (1, 2, …).
     local_id: u64,
+    /// Queries started and not finished, counted by the instrumentation: non-zero when the
+    /// connection comes back means a query future was dropped mid-flight.
+    in_flight: Arc<AtomicU64>,
     /// Set when a connection-level error was seen on this connection: diesel-async's MySQL
     /// connection does not notice a closed socket by itself, so it would come back "healthy".
     broken: bool,
@@ -188,14 +191,16 @@ impl<C: BackendConn> KeelManager<C> {
     /// Opens a connection and wraps it; also used for the pool's first connection.
     pub(crate) async fn open(shared: &Arc<Shared>) -> Result<Managed<C>, Error> {
         let (mut conn, server_id) = C::open(&shared.config).await?;
+        let in_flight = Arc::new(AtomicU64::new(0));
         conn.set_instrumentation(QueryTimer {
             backend: C::BACKEND,
             shared: Arc::clone(shared),
             started: VecDeque::new(),
+            in_flight: Arc::clone(&in_flight),
         });
         static NEXT_LOCAL_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
         let local_id = NEXT_LOCAL_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        Ok(Managed { conn, last_used: Instant::now(), server_id, local_id, broken: false })
+        Ok(Managed { conn, last_used: Instant::now(), server_id, local_id, in_flight, broken: false })
     }
 }
 
@@ -232,7 +237,13 @@ impl<C: BackendConn> bb8::ManageConnection for KeelManager<C> {
     fn has_broken(&self, conn: &mut Managed<C>) -> bool {
         // bb8 calls this when a connection comes back: the moment it was last used.
         conn.last_used = Instant::now();
-        conn.broken || conn.conn.is_broken()
+        // A MySQL query future dropped after sending its query leaves the reply unread on the
+        // socket, and mysql_async would hand it to the next query (measured: thousands of wrong
+        // results under client timeouts). tokio-postgres routes each reply to its own request
+        // and drops orphaned ones, and SQLite's blocking task finishes on its own, so only
+        // MySQL connections are closed for it.
+        let dropped_mid_query = C::BACKEND == Backend::Mysql && conn.in_flight.load(Relaxed) != 0;
+        conn.broken || dropped_mid_query || conn.conn.is_broken()
     }
 }
 
@@ -245,6 +256,8 @@ struct QueryTimer {
     /// Start times of queries in flight, oldest first: PostgreSQL pipelines several queries on
     /// one connection and answers them in order.
     started: VecDeque<Instant>,
+    /// Shared with the [`Managed`] wrapper.
+    in_flight: Arc<AtomicU64>,
 }
 
 fn sql_text(query: &dyn diesel::connection::DebugQuery) -> String {
@@ -258,8 +271,12 @@ fn sql_text(query: &dyn diesel::connection::DebugQuery) -> String {
 impl Instrumentation for QueryTimer {
     fn on_connection_event(&mut self, event: InstrumentationEvent<'_>) {
         match event {
-            InstrumentationEvent::StartQuery { .. } => self.started.push_back(Instant::now()),
+            InstrumentationEvent::StartQuery { .. } => {
+                self.in_flight.fetch_add(1, Relaxed);
+                self.started.push_back(Instant::now())
+            }
             InstrumentationEvent::FinishQuery { query, error, .. } => {
+                let _ = self.in_flight.fetch_update(Relaxed, Relaxed, |n| n.checked_sub(1));
                 let elapsed = self.started.pop_front().map(|t| t.elapsed()).unwrap_or(Duration::ZERO);
                 let c = &self.shared.counters;
                 c.queries.fetch_add(1, Relaxed);
