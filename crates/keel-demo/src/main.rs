@@ -9,6 +9,7 @@ use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use keel_pool::{Config, Pool};
 
+mod load;
 mod seed;
 mod serve;
 mod table;
@@ -37,6 +38,8 @@ enum Command {
     Migrate,
     /// Generate realistic users, jobs and accounts through the batch path (COPY on PostgreSQL).
     Seed(seed::SeedArgs),
+    /// Run a workload against seeded data and report throughput, latency and correctness.
+    Load(load::LoadArgs),
     /// Serve the HTTP API (one pool per process, one pooled connection per request).
     Serve(serve::ServeArgs),
 }
@@ -56,6 +59,24 @@ async fn main() -> Result<()> {
         Command::Tour => tour(config).await,
         Command::Migrate => migrate(config).await,
         Command::Serve(args) => serve::run(config, args).await,
+        Command::Load(args) => {
+            let config = match args.pool_size {
+                Some(n) => config.max_size(n),
+                None => config,
+            };
+            let pool = open(config).await?;
+            let report = load::run(&pool, &args).await?;
+            if args.json {
+                println!("{}", serde_json::to_string(&report).context("encoding the report")?);
+            } else {
+                println!("{}", load::summary(&report));
+            }
+            pool.close(std::time::Duration::from_secs(5)).await;
+            if load::failed(&report) {
+                anyhow::bail!("the load run found wrong results or a changed balance");
+            }
+            Ok(())
+        }
         Command::Seed(args) => {
             let pool = open(config).await?;
             pool.migrate().await.context("running migrations")?;

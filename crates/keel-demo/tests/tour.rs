@@ -90,3 +90,30 @@ async fn seed_inserts_what_it_says_on_every_backend() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn load_checks_every_result_and_prints_one_json_object() {
+    for_each_backend("demo_load", |pool| async move {
+        let url = pool.config().url().expose_secret().to_owned();
+        run_demo(&url, &["seed", "--users", "300", "--jobs-per-user", "5", "--accounts", "20"]);
+        for workload in ["point-select", "join", "insert", "transfer"] {
+            let out =
+                run_demo(&url, &["load", workload, "--duration", "0.5", "--concurrency", "4", "--json"]);
+            assert_eq!(out.lines().count(), 1, "exactly one line of JSON on stdout:\n{out}");
+            let report: serde_json::Value = serde_json::from_str(&out).unwrap();
+            assert_eq!(report["workload"], workload);
+            assert_eq!(report["backend"], pool.backend().as_str());
+            assert_eq!(report["wrong_results"], 0, "{report}");
+            assert!(report["ops"].as_u64().unwrap() > 0, "{report}");
+            if workload == "transfer" {
+                assert_eq!(report["balance_before"], report["balance_after"], "{report}");
+            }
+        }
+        // A real cancellation: operations cut at 1 ms are counted, and nothing goes wrong.
+        let out =
+            run_demo(&url, &["load", "join", "--duration", "0.5", "--client-timeout-ms", "1", "--json"]);
+        let report: serde_json::Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(report["wrong_results"], 0, "{report}");
+    })
+    .await;
+}

@@ -1,0 +1,314 @@
+//! `keel-demo load`: a load generator over the repository, on seeded data. Every result is
+//! checked; operations slower than `--client-timeout-ms` are really cancelled (the future is
+//! dropped). A human summary, or one JSON object on stdout with `--json`.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use diesel::prelude::*;
+use diesel_async::RunQueryDsl;
+use keel_pool::{Pool, with_conn};
+use keel_repo::Repo;
+use keel_schema::schema::{accounts, users};
+use keel_schema::{Id, NewUser};
+use rand::Rng;
+use serde::Serialize;
+
+/// The workloads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Workload {
+    /// A user by a random existing id.
+    PointSelect,
+    /// One user with their jobs (one LEFT JOIN).
+    Join,
+    /// Single-row user inserts.
+    Insert,
+    /// The repository's transfer transaction between random accounts.
+    Transfer,
+}
+
+impl Workload {
+    /// The kebab-case name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Workload::PointSelect => "point-select",
+            Workload::Join => "join",
+            Workload::Insert => "insert",
+            Workload::Transfer => "transfer",
+        }
+    }
+}
+
+/// Options of `keel-demo load`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct LoadArgs {
+    /// What to run.
+    #[arg(value_enum)]
+    pub workload: Workload,
+    /// Concurrent tasks.
+    #[arg(long, default_value_t = 16)]
+    pub concurrency: usize,
+    /// Measured seconds.
+    #[arg(long, default_value_t = 10.0)]
+    pub duration: f64,
+    /// Seconds run before measuring (not counted).
+    #[arg(long, default_value_t = 0.0)]
+    pub warmup: f64,
+    /// Drop (cancel) any operation slower than this; counted as timed out.
+    #[arg(long)]
+    pub client_timeout_ms: Option<u64>,
+    /// Print one JSON object on stdout instead of the summary.
+    #[arg(long)]
+    pub json: bool,
+    /// Pool size (default: the configured max_size).
+    #[arg(long)]
+    pub pool_size: Option<u32>,
+}
+
+/// What one run measured; the JSON shape of `--json`.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    /// Workload name.
+    pub workload: &'static str,
+    /// Backend name.
+    pub backend: &'static str,
+    /// Concurrent tasks.
+    pub concurrency: usize,
+    /// Measured seconds.
+    pub duration_s: f64,
+    /// Operations completed (successful and checked) in the measured window.
+    pub ops: u64,
+    /// `ops / duration_s`.
+    pub ops_per_s: f64,
+    /// Median latency of completed operations, µs.
+    pub p50_us: u64,
+    /// 99th percentile, µs.
+    pub p99_us: u64,
+    /// Slowest, µs.
+    pub max_us: u64,
+    /// Operations that failed.
+    pub errors: u64,
+    /// Failures by `ErrorKind::as_str`.
+    pub errors_by_kind: BTreeMap<String, u64>,
+    /// Retries the pool made during the measured window.
+    pub retries: u64,
+    /// Operations cancelled by `--client-timeout-ms`.
+    pub timed_out: u64,
+    /// Results that did not match what was asked for.
+    pub wrong_results: u64,
+    /// Sum of all balances before (transfer only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub balance_before: Option<i64>,
+    /// Sum of all balances after (transfer only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub balance_after: Option<i64>,
+}
+
+/// What one operation came to.
+enum Outcome {
+    Ok,
+    Wrong,
+    Failed(&'static str),
+}
+
+#[derive(Default)]
+struct Tally {
+    latencies_us: Vec<u32>,
+    errors: BTreeMap<&'static str, u64>,
+    timed_out: u64,
+    wrong: u64,
+}
+
+/// Ids of existing rows to pick from (at most 100,000).
+async fn sample_ids(pool: &Pool, accounts_table: bool) -> Result<Vec<Id>> {
+    let mut conn = pool.get().await?;
+    let ids: Vec<Id> = if accounts_table {
+        with_conn!(&mut conn, |c| accounts::table.select(accounts::id).limit(100_000).load(c).await)?
+    } else {
+        with_conn!(&mut conn, |c| users::table.select(users::id).limit(100_000).load(c).await)?
+    };
+    Ok(ids)
+}
+
+async fn one_op(repo: &Repo, workload: Workload, ids: &[Id]) -> Outcome {
+    let pick = || ids[rand::rng().random_range(0..ids.len())];
+    let failed = |e: keel_repo::Error| Outcome::Failed(e.kind().as_str());
+    match workload {
+        Workload::PointSelect => {
+            let id = pick();
+            match repo.get_user(id).await {
+                Ok(u) if u.id == id => Outcome::Ok,
+                Ok(_) => Outcome::Wrong,
+                Err(e) => failed(e),
+            }
+        }
+        Workload::Join => {
+            let id = pick();
+            match repo.user_with_jobs(id).await {
+                Ok((u, jobs)) if u.id == id && jobs.iter().all(|j| j.user_id == id) => Outcome::Ok,
+                Ok(_) => Outcome::Wrong,
+                Err(e) => failed(e),
+            }
+        }
+        Workload::Insert => {
+            let new = NewUser::new("Load Insert", format!("load.{}@example.com", Id::new()));
+            match repo.create_user(&new).await {
+                Ok(u) if u.id == new.id && u.email == new.email => Outcome::Ok,
+                Ok(_) => Outcome::Wrong,
+                Err(e) => failed(e),
+            }
+        }
+        Workload::Transfer => {
+            let (from, mut to) = (pick(), pick());
+            while to == from && ids.len() > 1 {
+                to = pick();
+            }
+            let amount = rand::rng().random_range(1..=100);
+            let key = Id::new().to_string();
+            match repo.transfer(from, to, amount, &key).await {
+                Ok(o) if o.applied_now && o.transfer.amount_cents == amount => Outcome::Ok,
+                Ok(_) => Outcome::Wrong,
+                Err(e) => failed(e),
+            }
+        }
+    }
+}
+
+/// Runs the workload and reports. Fails when the data is missing (seed first).
+pub async fn run(pool: &Pool, args: &LoadArgs) -> Result<Report> {
+    if args.concurrency == 0 || !(args.duration > 0.0) {
+        bail!("--concurrency and --duration must be positive");
+    }
+    let repo = Repo::new(pool.clone());
+    let ids = match args.workload {
+        Workload::Transfer => sample_ids(pool, true).await.context("reading account ids")?,
+        _ => sample_ids(pool, false).await.context("reading user ids")?,
+    };
+    if ids.len() < 2 && args.workload != Workload::Insert {
+        bail!("no data to load: run `keel-demo seed --users 1000 --accounts 100` first");
+    }
+    let ids = Arc::new(ids);
+    let balance_before = match args.workload {
+        Workload::Transfer => Some(repo.total_balance().await?),
+        _ => None,
+    };
+    let timeout = args.client_timeout_ms.map(Duration::from_millis);
+    let warmup = Duration::from_secs_f64(args.warmup.max(0.0));
+    let measured = Duration::from_secs_f64(args.duration);
+    let start = Instant::now();
+    let (measure_from, stop) = (start + warmup, start + warmup + measured);
+    let retries_at = Arc::new(tokio::sync::OnceCell::new());
+    let mut tasks = Vec::with_capacity(args.concurrency);
+    for _ in 0..args.concurrency {
+        let (repo, ids, retries_at) = (repo.clone(), ids.clone(), retries_at.clone());
+        let workload = args.workload;
+        tasks.push(tokio::spawn(async move {
+            let mut tally = Tally::default();
+            loop {
+                let t0 = Instant::now();
+                if t0 >= stop {
+                    break;
+                }
+                let counted = t0 >= measure_from;
+                if counted {
+                    retries_at.get_or_init(|| async { repo.pool().stats().total_retries() }).await;
+                }
+                let outcome = match timeout {
+                    Some(limit) => tokio::time::timeout(limit, one_op(&repo, workload, &ids)).await.ok(),
+                    None => Some(one_op(&repo, workload, &ids).await),
+                };
+                if !counted {
+                    continue;
+                }
+                match outcome {
+                    None => tally.timed_out += 1,
+                    Some(Outcome::Ok) => {
+                        tally.latencies_us.push(u32::try_from(t0.elapsed().as_micros()).unwrap_or(u32::MAX))
+                    }
+                    Some(Outcome::Wrong) => tally.wrong += 1,
+                    Some(Outcome::Failed(kind)) => *tally.errors.entry(kind).or_default() += 1,
+                }
+            }
+            tally
+        }));
+    }
+    let mut all = Tally::default();
+    for t in tasks {
+        let t = t.await.context("a load task panicked")?;
+        all.latencies_us.extend(t.latencies_us);
+        all.timed_out += t.timed_out;
+        all.wrong += t.wrong;
+        for (k, v) in t.errors {
+            *all.errors.entry(k).or_default() += v;
+        }
+    }
+    let retries = pool.stats().total_retries() - retries_at.get().copied().unwrap_or(0);
+    all.latencies_us.sort_unstable();
+    let q = |p: f64| -> u64 {
+        if all.latencies_us.is_empty() {
+            return 0;
+        }
+        let i = ((all.latencies_us.len() as f64 * p).ceil() as usize).clamp(1, all.latencies_us.len()) - 1;
+        u64::from(all.latencies_us[i])
+    };
+    let ops = all.latencies_us.len() as u64;
+    let balance_after = match args.workload {
+        Workload::Transfer => Some(repo.total_balance().await?),
+        _ => None,
+    };
+    Ok(Report {
+        workload: args.workload.name(),
+        backend: pool.backend().as_str(),
+        concurrency: args.concurrency,
+        duration_s: args.duration,
+        ops,
+        ops_per_s: ops as f64 / args.duration,
+        p50_us: q(0.5),
+        p99_us: q(0.99),
+        max_us: all.latencies_us.last().copied().map(u64::from).unwrap_or(0),
+        errors: all.errors.values().sum(),
+        errors_by_kind: all.errors.into_iter().map(|(k, v)| (k.to_owned(), v)).collect(),
+        retries,
+        timed_out: all.timed_out,
+        wrong_results: all.wrong,
+        balance_before,
+        balance_after,
+    })
+}
+
+/// The human summary.
+pub fn summary(r: &Report) -> String {
+    let mut out = format!(
+        "{} on {} with {} tasks for {:.1}s: {} ops ({:.0} ops/s), p50 {} µs, p99 {} µs, max {} µs\n\
+         errors {} {:?}, retries {}, timed out {}, wrong results {}",
+        r.workload,
+        r.backend,
+        r.concurrency,
+        r.duration_s,
+        r.ops,
+        r.ops_per_s,
+        r.p50_us,
+        r.p99_us,
+        r.max_us,
+        r.errors,
+        r.errors_by_kind,
+        r.retries,
+        r.timed_out,
+        r.wrong_results
+    );
+    if let (Some(b), Some(a)) = (r.balance_before, r.balance_after) {
+        out.push_str(&format!(
+            "\nbalance before {b}, after {a}{}",
+            if a == b { "" } else { "  <-- CHANGED" }
+        ));
+    }
+    out
+}
+
+/// True when the run found a problem: wrong results or money created or lost.
+pub fn failed(r: &Report) -> bool {
+    r.wrong_results > 0 || r.balance_before != r.balance_after
+}
