@@ -36,6 +36,7 @@ pub mod manager;
 pub mod migrate;
 pub mod pool;
 pub mod retry;
+pub mod reuse;
 pub mod run;
 pub mod stats;
 #[cfg(feature = "testing")]
@@ -48,6 +49,7 @@ pub use error::{Error, ErrorKind, classify, classify_postgres};
 pub use migrate::MigrationStatus;
 pub use pool::{Health, Pool, PoolState};
 pub use retry::RetryPolicy;
+pub use reuse::Reuse;
 pub use scoped_futures::{ScopedBoxFuture, ScopedFutureExt};
 pub use stats::{LATENCY_BUCKETS_US, LatencyHistogram, PoolStats};
 pub use tx::{Isolation, TxError, TxOptions};

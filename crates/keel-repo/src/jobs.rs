@@ -2,7 +2,7 @@
 
 use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
-use keel_pool::{Backend, ScopedFutureExt as _, with_conn};
+use keel_pool::{Backend, Reuse, ScopedFutureExt as _, with_conn};
 use keel_schema::limits::JOB_TITLE_MAX_CHARS;
 use keel_schema::schema::{jobs, users};
 use keel_schema::{Id, Job, NewJob, User};
@@ -71,7 +71,7 @@ impl Repo {
             .transaction(|conn| {
                 async move {
                     with_conn!(conn, |c| {
-                        match diesel::insert_into(jobs::table).values(job).execute(c).await {
+                        match Reuse(diesel::insert_into(jobs::table).values(job)).execute(c).await {
                             Ok(_) => jobs::table.find(job.id).select(Job::as_select()).first(c).await,
                             Err(e) => Err(e),
                         }

@@ -4,7 +4,7 @@
 
 use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
-use keel_pool::{Backend, Conn, ErrorKind, ScopedFutureExt as _, TxOptions, with_conn};
+use keel_pool::{Backend, Conn, ErrorKind, Reuse, ScopedFutureExt as _, TxOptions, with_conn};
 use keel_schema::limits::IDEMPOTENCY_KEY_MAX_CHARS;
 use keel_schema::schema::{accounts, transfers};
 use keel_schema::{Account, Id, NewAccount, NewTransfer, Transfer};
@@ -57,10 +57,12 @@ async fn find_by_key(conn: &mut Conn, key: &str) -> Result<Option<Transfer>> {
 /// `balance += delta` on one account, only if the result stays >= 0. The number of rows
 /// changed: 0 means no such account, or not enough money.
 async fn add_to_balance(conn: &mut Conn, id: Id, delta: i64) -> Result<usize> {
-    Ok(with_conn!(conn, |c| diesel::update(
-        accounts::table.filter(accounts::id.eq(id)).filter(accounts::balance_cents.ge(-delta))
+    Ok(with_conn!(conn, |c| Reuse(
+        diesel::update(
+            accounts::table.filter(accounts::id.eq(id)).filter(accounts::balance_cents.ge(-delta))
+        )
+        .set(accounts::balance_cents.eq(accounts::balance_cents + delta))
     )
-    .set(accounts::balance_cents.eq(accounts::balance_cents + delta))
     .execute(c)
     .await)?)
 }
@@ -102,7 +104,7 @@ impl Repo {
                 let new = &new;
                 async move {
                     with_conn!(conn, |c| {
-                        match diesel::insert_into(accounts::table).values(new).execute(c).await {
+                        match Reuse(diesel::insert_into(accounts::table).values(new)).execute(c).await {
                             Ok(_) => accounts::table.find(new.id).select(Account::as_select()).first(c).await,
                             Err(e) => Err(e),
                         }
@@ -196,7 +198,9 @@ impl Repo {
                         credit(conn, to, amount_cents).await?;
                         debit(conn, from, amount_cents).await?;
                     }
-                    with_conn!(conn, |c| diesel::insert_into(transfers::table).values(row).execute(c).await)?;
+                    with_conn!(conn, |c| Reuse(diesel::insert_into(transfers::table).values(row))
+                        .execute(c)
+                        .await)?;
                     let transfer = Transfer {
                         id: row.id,
                         from_account: from,

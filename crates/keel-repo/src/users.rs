@@ -5,7 +5,7 @@ use base64::Engine as _;
 use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
 use futures_util::{Stream, TryStreamExt as _, stream};
-use keel_pool::{ScopedFutureExt as _, with_conn};
+use keel_pool::{Reuse, ScopedFutureExt as _, with_conn};
 use keel_schema::limits::{USER_EMAIL_MAX_CHARS, USER_NAME_MAX_CHARS};
 use keel_schema::schema::users;
 use keel_schema::{Id, NewUser, Timestamp, User};
@@ -194,7 +194,7 @@ impl Repo {
             .transaction(|conn| {
                 async move {
                     with_conn!(conn, |c| {
-                        match diesel::insert_into(users::table).values(user).execute(c).await {
+                        match Reuse(diesel::insert_into(users::table).values(user)).execute(c).await {
                             Ok(_) => users::table.find(user.id).select(User::as_select()).first(c).await,
                             Err(e) => Err(e),
                         }
@@ -255,7 +255,7 @@ impl Repo {
             .transaction(|conn| {
                 async move {
                     with_conn!(conn, |c| {
-                        match diesel::update(users::table.find(id)).set(patch).execute(c).await {
+                        match Reuse(diesel::update(users::table.find(id)).set(patch)).execute(c).await {
                             Ok(0) => Ok(None),
                             Ok(_) => users::table.find(id).select(User::as_select()).first(c).await.map(Some),
                             Err(e) => Err(e),
