@@ -9,6 +9,8 @@ use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 use keel_pool::{Backend, Config, Pool};
 
+mod bench;
+
 /// The database `migrate` and `db status` use when neither `--database-url` nor `DATABASE_URL`
 /// is given.
 const DEFAULT_URL: &str = "sqlite://keel.db";
@@ -40,6 +42,17 @@ enum Task {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
+    /// Benchmarks: seeds a dataset and runs every workload for keel and for the raw stacks it
+    /// wraps (diesel-async + bb8 with and without the checkout ping, tokio-postgres), printing
+    /// ops/s, p50, p99 and keel's ratio to each; also target/bench/report.md and results.json.
+    Bench {
+        /// postgres, mysql, sqlite or all.
+        #[arg(long, default_value = "all")]
+        backend: String,
+        /// A small dataset and 1 s runs (under 2 minutes).
+        #[arg(long)]
+        quick: bool,
+    },
     /// What CI runs: fmt check, clippy with -D warnings, then `test` with every backend
     /// required (KEEL_REQUIRE_BACKENDS=postgres,mysql,sqlite), failing if any was skipped.
     Ci,
@@ -62,6 +75,7 @@ fn main() -> Result<()> {
         }
         Task::Test { args } => test(&root, &args, &[]),
         Task::Ci => ci(&root),
+        Task::Bench { backend, quick } => bench::bench(&root, &backend, quick),
     }
 }
 
@@ -277,5 +291,23 @@ fn test(root: &Path, extra: &[String], env: &[(&str, &str)]) -> Result<()> {
 fn ci(root: &Path) -> Result<()> {
     run(cargo().args(["fmt", "--all", "--check"]))?;
     run(cargo().args(["clippy", "--workspace", "--all-targets", "--all-features", "--", "-D", "warnings"]))?;
-    test(root, &[], &[("KEEL_REQUIRE_BACKENDS", "postgres,mysql,sqlite")])
+    test(root, &[], &[("KEEL_REQUIRE_BACKENDS", "postgres,mysql,sqlite")])?;
+    load_smoke(root)
+}
+
+/// Benchmarks do not run in CI as timings; this keeps the load path from rotting: seed a
+/// small SQLite database and run `keel-demo load point-select --duration 1` (it fails on any
+/// wrong result).
+fn load_smoke(root: &Path) -> Result<()> {
+    let dir = root.join("target/ci-smoke");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).context("creating target/ci-smoke")?;
+    let url = format!("sqlite://{}", dir.join("smoke.db").display());
+    let demo = |args: &[&str]| {
+        let mut cmd = cargo();
+        cmd.args(["run", "--quiet", "-p", "keel-demo", "--", "--database-url", &url]).args(args);
+        run(&mut cmd)
+    };
+    demo(&["seed", "--users", "500", "--jobs-per-user", "2", "--accounts", "10"])?;
+    demo(&["load", "point-select", "--duration", "1", "--concurrency", "4"])
 }

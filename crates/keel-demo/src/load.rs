@@ -105,6 +105,9 @@ pub struct Report {
     /// Sum of all balances after (transfer only).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub balance_after: Option<i64>,
+    /// keel's pool: 99th percentile of checkout latency over the whole run, µs.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub acquire_p99_us: Option<u64>,
 }
 
 /// What one operation came to.
@@ -123,7 +126,7 @@ struct Tally {
 }
 
 /// Ids of existing rows to pick from (at most 100,000).
-async fn sample_ids(pool: &Pool, accounts_table: bool) -> Result<Vec<Id>> {
+pub(crate) async fn sample_ids(pool: &Pool, accounts_table: bool) -> Result<Vec<Id>> {
     let mut conn = pool.get().await?;
     let ids: Vec<Id> = if accounts_table {
         with_conn!(&mut conn, |c| accounts::table.select(accounts::id).limit(100_000).load(c).await)?
@@ -246,37 +249,67 @@ pub async fn run(pool: &Pool, args: &LoadArgs) -> Result<Report> {
         }
     }
     let retries = pool.stats().total_retries() - retries_at.get().copied().unwrap_or(0);
-    all.latencies_us.sort_unstable();
-    let q = |p: f64| -> u64 {
-        if all.latencies_us.is_empty() {
-            return 0;
-        }
-        let i = ((all.latencies_us.len() as f64 * p).ceil() as usize).clamp(1, all.latencies_us.len()) - 1;
-        u64::from(all.latencies_us[i])
-    };
-    let ops = all.latencies_us.len() as u64;
     let balance_after = match args.workload {
         Workload::Transfer => Some(repo.total_balance().await?),
         _ => None,
     };
-    Ok(Report {
+    let errors = all.errors.into_iter().map(|(k, v)| (k.to_owned(), v)).collect();
+    let mut report = report(
+        args,
+        pool.backend(),
+        all.latencies_us,
+        errors,
+        retries,
+        all.timed_out,
+        all.wrong,
+        balance_before,
+        balance_after,
+    );
+    report.acquire_p99_us = Some(pool.stats().acquire_p99_us);
+    Ok(report)
+}
+
+/// Builds a report from what the tasks gathered (shared with the raw baselines).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn report(
+    args: &LoadArgs,
+    backend: keel_pool::Backend,
+    mut latencies_us: Vec<u32>,
+    errors_by_kind: BTreeMap<String, u64>,
+    retries: u64,
+    timed_out: u64,
+    wrong_results: u64,
+    balance_before: Option<i64>,
+    balance_after: Option<i64>,
+) -> Report {
+    latencies_us.sort_unstable();
+    let q = |p: f64| -> u64 {
+        if latencies_us.is_empty() {
+            return 0;
+        }
+        let i = ((latencies_us.len() as f64 * p).ceil() as usize).clamp(1, latencies_us.len()) - 1;
+        u64::from(latencies_us[i])
+    };
+    let ops = latencies_us.len() as u64;
+    Report {
         workload: args.workload.name(),
-        backend: pool.backend().as_str(),
+        backend: backend.as_str(),
         concurrency: args.concurrency,
         duration_s: args.duration,
         ops,
         ops_per_s: ops as f64 / args.duration,
         p50_us: q(0.5),
         p99_us: q(0.99),
-        max_us: all.latencies_us.last().copied().map(u64::from).unwrap_or(0),
-        errors: all.errors.values().sum(),
-        errors_by_kind: all.errors.into_iter().map(|(k, v)| (k.to_owned(), v)).collect(),
+        max_us: latencies_us.last().copied().map(u64::from).unwrap_or(0),
+        errors: errors_by_kind.values().sum(),
+        errors_by_kind,
         retries,
-        timed_out: all.timed_out,
-        wrong_results: all.wrong,
+        timed_out,
+        wrong_results,
         balance_before,
         balance_after,
-    })
+        acquire_p99_us: None,
+    }
 }
 
 /// The human summary.

@@ -9,6 +9,7 @@ use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use keel_pool::{Config, Pool};
 
+mod bench;
 mod load;
 mod seed;
 mod serve;
@@ -40,6 +41,12 @@ enum Command {
     Seed(seed::SeedArgs),
     /// Run a workload against seeded data and report throughput, latency and correctness.
     Load(load::LoadArgs),
+    /// Benchmark baseline: a workload on a raw stack (driven by `cargo xtask bench`).
+    #[command(hide = true)]
+    BenchRaw(bench::RawArgs),
+    /// Benchmark: one bulk insert of fresh users, timed (driven by `cargo xtask bench`).
+    #[command(hide = true)]
+    BenchBulk(bench::BulkArgs),
     /// Serve the HTTP API (one pool per process, one pooled connection per request).
     Serve(serve::ServeArgs),
 }
@@ -75,6 +82,16 @@ async fn main() -> Result<()> {
             if load::failed(&report) {
                 anyhow::bail!("the load run found wrong results or a changed balance");
             }
+            Ok(())
+        }
+        Command::BenchRaw(args) => {
+            let report = bench::run_raw(config, &args).await?;
+            println!("{}", serde_json::to_string(&report).context("encoding the report")?);
+            Ok(())
+        }
+        Command::BenchBulk(args) => {
+            let report = bench::bulk(config, &args).await?;
+            println!("{}", serde_json::to_string(&report).context("encoding the report")?);
             Ok(())
         }
         Command::Seed(args) => {

@@ -1,0 +1,258 @@
+//! `cargo xtask bench`: keel side by side with the raw stacks it wraps, in one run, as ratios.
+//!
+//! Per backend: a fresh database, seeded through `keel-demo seed` (timed), then every workload
+//! on every stack through the release `keel-demo` binary (`load --json` for keel, the hidden
+//! `bench-raw` / `bench-bulk` subcommands for the baselines). Tables go to stdout and
+//! `target/bench/report.md`; every figure to `target/bench/results.json`.
+
+use std::fmt::Write as _;
+use std::path::Path;
+use std::process::Command;
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+use keel_pool::Backend;
+use keel_pool::testing::TestDb;
+use serde_json::{Value, json};
+
+/// How long and how big.
+struct Plan {
+    users: u64,
+    jobs_per_user: u64,
+    accounts: u64,
+    duration: f64,
+    warmup: f64,
+    bulk_rows: u64,
+}
+
+/// (label, workload, concurrency)
+const RUNS: &[(&str, &str, u32)] = &[
+    ("W1 point select c=1", "point-select", 1),
+    ("W1 point select c=16", "point-select", 16),
+    ("W1 point select c=64", "point-select", 64),
+    ("W2 join c=16", "join", 16),
+    ("W4 transfer c=16", "transfer", 16),
+];
+
+fn stacks(backend: Backend) -> Vec<&'static str> {
+    let mut s = vec!["keel", "diesel", "diesel-no-ping"];
+    if backend == Backend::Postgres {
+        s.push("tokio-postgres");
+    }
+    s
+}
+
+fn bulk_methods(backend: Backend) -> Vec<&'static str> {
+    let mut m = vec!["keel-multirow", "diesel-multirow"];
+    if backend == Backend::Postgres {
+        m.extend(["keel-copy", "tokio-postgres-copy"]);
+    }
+    m
+}
+
+/// Runs the binary and parses the last stdout line as JSON.
+fn json_of(bin: &Path, url: &str, args: &[String]) -> Result<Value> {
+    eprintln!("$ keel-demo {}", args.join(" "));
+    let out = Command::new(bin)
+        .arg("--database-url")
+        .arg(url)
+        .args(args)
+        .env("RUST_LOG", "error")
+        .output()
+        .with_context(|| format!("starting {}", bin.display()))?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    if !out.status.success() {
+        bail!("keel-demo {} failed: {}{}", args.join(" "), stdout, String::from_utf8_lossy(&out.stderr));
+    }
+    let line = stdout.lines().last().unwrap_or_default();
+    serde_json::from_str(line).with_context(|| format!("parsing {line:?}"))
+}
+
+fn num(v: &Value, key: &str) -> f64 {
+    v[key].as_f64().unwrap_or(0.0)
+}
+
+fn ratio(a: f64, b: f64) -> String {
+    if b > 0.0 { format!("{:.2}", a / b) } else { "–".to_owned() }
+}
+
+/// Runs the benchmark on `backend` ("postgres", "mysql", "sqlite" or "all").
+pub fn bench(root: &Path, backend: &str, quick: bool) -> Result<()> {
+    let backends: Vec<Backend> = match backend {
+        "all" => Backend::ALL.to_vec(),
+        one => vec![one.parse().map_err(|e| anyhow::anyhow!("{e}"))?],
+    };
+    let plan = if quick {
+        Plan {
+            users: 10_000,
+            jobs_per_user: 10,
+            accounts: 1_000,
+            duration: 1.0,
+            warmup: 0.3,
+            bulk_rows: 20_000,
+        }
+    } else {
+        Plan {
+            users: 100_000,
+            jobs_per_user: 10,
+            accounts: 1_000,
+            duration: 8.0,
+            warmup: 2.0,
+            bulk_rows: 100_000,
+        }
+    };
+    crate::run(crate::cargo().args(["build", "--release", "-p", "keel-demo"]))?;
+    let bin = root.join("target/release/keel-demo");
+    let out_dir = root.join("target/bench");
+    std::fs::create_dir_all(&out_dir).context("creating target/bench")?;
+    let rt = crate::runtime()?;
+    let started = Instant::now();
+    let mut report = String::new();
+    let mut results = Vec::new();
+    writeln!(
+        report,
+        "# keel bench ({})\n\n{} users, {} jobs, {} accounts; {} s measured after {} s warm-up per run; pool size 16.\n",
+        if quick { "quick" } else { "full" },
+        plan.users,
+        plan.users * plan.jobs_per_user,
+        plan.accounts,
+        plan.duration,
+        plan.warmup
+    )?;
+    for backend in backends {
+        let db = match rt.block_on(TestDb::create(backend, "bench")) {
+            Ok(db) => db,
+            Err(e) => {
+                eprintln!("skipping {backend}: {e}");
+                writeln!(report, "## {backend}\n\nskipped: {e}\n")?;
+                continue;
+            }
+        };
+        let url = db.url().expose_secret().to_owned();
+        let outcome = bench_one(&bin, &url, backend, &plan, &mut report, &mut results);
+        rt.block_on(db.drop_database());
+        outcome?;
+    }
+    writeln!(report, "\nTotal time {:.0} s.", started.elapsed().as_secs_f64())?;
+    print!("{report}");
+    std::fs::write(out_dir.join("report.md"), &report).context("writing target/bench/report.md")?;
+    let json = serde_json::to_string_pretty(&Value::Array(results))?;
+    std::fs::write(out_dir.join("results.json"), json).context("writing target/bench/results.json")?;
+    eprintln!("wrote target/bench/report.md and target/bench/results.json");
+    Ok(())
+}
+
+fn bench_one(
+    bin: &Path,
+    url: &str,
+    backend: Backend,
+    plan: &Plan,
+    report: &mut String,
+    results: &mut Vec<Value>,
+) -> Result<()> {
+    writeln!(report, "## {backend}\n")?;
+    let t0 = Instant::now();
+    let seed = [
+        "seed".to_owned(),
+        "--users".into(),
+        plan.users.to_string(),
+        "--jobs-per-user".into(),
+        plan.jobs_per_user.to_string(),
+        "--accounts".into(),
+        plan.accounts.to_string(),
+    ];
+    eprintln!("$ keel-demo {}", seed.join(" "));
+    let status = Command::new(bin).arg("--database-url").arg(url).args(&seed).status()?;
+    if !status.success() {
+        bail!("seeding {backend} failed");
+    }
+    let seeded = t0.elapsed().as_secs_f64();
+    writeln!(report, "Seeding took {seeded:.1} s.\n")?;
+    results.push(json!({"backend": backend.as_str(), "kind": "seed", "seconds": seeded}));
+
+    let stacks = stacks(backend);
+    let mut header = "| workload | stack | ops/s | p50 µs | p99 µs | errors | wrong | keel / this |\n|---|---|---|---|---|---|---|---|\n".to_owned();
+    for (label, workload, concurrency) in RUNS {
+        let mut keel_ops = 0.0;
+        for stack in &stacks {
+            let mut args: Vec<String> = if *stack == "keel" {
+                vec!["load".into(), workload.to_string()]
+            } else {
+                vec!["bench-raw".into(), "--stack".into(), stack.to_string(), workload.to_string()]
+            };
+            args.extend(
+                [
+                    "--concurrency",
+                    &concurrency.to_string(),
+                    "--duration",
+                    &plan.duration.to_string(),
+                    "--warmup",
+                    &plan.warmup.to_string(),
+                    "--pool-size",
+                    "16",
+                ]
+                .map(str::to_owned),
+            );
+            if *stack == "keel" {
+                args.push("--json".into());
+            }
+            let r = json_of(bin, url, &args)?;
+            let ops = num(&r, "ops_per_s");
+            if *stack == "keel" {
+                keel_ops = ops;
+            }
+            let acquire =
+                r["acquire_p99_us"].as_u64().map(|a| format!(" (acquire p99 {a} µs)")).unwrap_or_default();
+            writeln!(
+                header,
+                "| {label} | {stack}{acquire} | {:.0} | {} | {} | {} | {} | {} |",
+                ops,
+                r["p50_us"],
+                r["p99_us"],
+                r["errors"],
+                r["wrong_results"],
+                if *stack == "keel" { "1.00".to_owned() } else { ratio(keel_ops, ops) }
+            )?;
+            results.push(json!({"backend": backend.as_str(), "kind": "load", "label": label, "stack": stack, "result": r}));
+        }
+    }
+    writeln!(report, "{header}")?;
+
+    let mut bulk = "| W3 bulk insert | rows | seconds | rows/s |\n|---|---|---|---|\n".to_owned();
+    let mut rates = std::collections::BTreeMap::new();
+    for method in bulk_methods(backend) {
+        let args = [
+            "bench-bulk".to_owned(),
+            "--method".into(),
+            method.to_owned(),
+            "--rows".into(),
+            plan.bulk_rows.to_string(),
+        ];
+        let r = json_of(bin, url, &args)?;
+        rates.insert(method, num(&r, "rows_per_s"));
+        writeln!(
+            bulk,
+            "| {method} | {} | {:.2} | {:.0} |",
+            r["rows"],
+            num(&r, "seconds"),
+            num(&r, "rows_per_s")
+        )?;
+        results.push(json!({"backend": backend.as_str(), "kind": "bulk", "method": method, "result": r}));
+    }
+    writeln!(report, "{bulk}")?;
+    let get = |m: &str| rates.get(m).copied().unwrap_or(0.0);
+    write!(
+        report,
+        "W3 ratios: keel multi-row / diesel multi-row = {}",
+        ratio(get("keel-multirow"), get("diesel-multirow"))
+    )?;
+    if backend == Backend::Postgres {
+        write!(
+            report,
+            "; keel COPY / tokio-postgres COPY = {}",
+            ratio(get("keel-copy"), get("tokio-postgres-copy"))
+        )?;
+    }
+    writeln!(report, "\n")?;
+    Ok(())
+}
