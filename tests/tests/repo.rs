@@ -82,7 +82,7 @@ async fn users_crud_and_bad_input() {
         }
 
         // Deleting a user deletes their jobs; deleting twice is not found.
-        let job = repo.create_job(&NewJob::new(grace.id, "Rear Admiral", 10_000_00)).await.unwrap();
+        let job = repo.create_job(&NewJob::new(grace.id, "Rear Admiral", 1_000_000)).await.unwrap();
         assert_eq!(repo.get_job(job.id).await.unwrap(), job);
         assert_eq!(
             kind(repo.create_job(&NewJob::new(missing, "Ghost", 1)).await),
@@ -142,10 +142,10 @@ async fn ranges_joins_and_aggregates() {
         assert_eq!(repo.insert_users(&people).await.unwrap(), 5);
         let (a, b, c) = (&people[0], &people[1], &people[2]);
         let jobs = vec![
-            NewJob::new(a.id, "Engineer", 100_000_00),
-            NewJob::new(a.id, "Author", 20_000_00),
-            NewJob::new(b.id, "Pilot", 150_000_00),
-            NewJob::new(c.id, "Intern", 10_000_00),
+            NewJob::new(a.id, "Engineer", 10_000_000),
+            NewJob::new(a.id, "Author", 2_000_000),
+            NewJob::new(b.id, "Pilot", 15_000_000),
+            NewJob::new(c.id, "Intern", 1_000_000),
         ];
         assert_eq!(repo.insert_jobs(&jobs).await.unwrap(), 4);
 
@@ -156,7 +156,7 @@ async fn ranges_joins_and_aggregates() {
             [people[1].id, people[2].id, people[3].id]
         );
 
-        let paid = repo.jobs_by_salary(20_000_00, 100_000_00, 100).await.unwrap();
+        let paid = repo.jobs_by_salary(2_000_000, 10_000_000, 100).await.unwrap();
         assert_eq!(paid.iter().map(|j| j.title.as_str()).collect::<Vec<_>>(), ["Engineer", "Author"]);
         assert_eq!(kind(repo.jobs_by_salary(10, 1, 10).await), ErrorKind::InvalidInput);
 
@@ -180,7 +180,7 @@ async fn ranges_joins_and_aggregates() {
 
         let stats = repo.job_stats(100).await.unwrap();
         let sa = stats.iter().find(|s| s.user_id == a.id).unwrap();
-        assert_eq!((sa.job_count, sa.total_salary_cents, sa.avg_salary_cents), (2, 120_000_00, 60_000_00));
+        assert_eq!((sa.job_count, sa.total_salary_cents, sa.avg_salary_cents), (2, 12_000_000, 6_000_000));
         assert_eq!(stats.len(), 3);
         let top = repo.top_earners(2).await.unwrap();
         assert_eq!(top.iter().map(|s| s.user_id).collect::<Vec<_>>(), [b.id, a.id]);

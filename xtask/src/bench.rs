@@ -23,6 +23,7 @@ struct Plan {
     duration: f64,
     warmup: f64,
     bulk_rows: u64,
+    stream_rows: u64,
 }
 
 /// (label, workload, concurrency)
@@ -90,6 +91,7 @@ pub fn bench(root: &Path, backend: &str, quick: bool) -> Result<()> {
             duration: 1.0,
             warmup: 0.3,
             bulk_rows: 20_000,
+            stream_rows: 100_000,
         }
     } else {
         Plan {
@@ -99,6 +101,7 @@ pub fn bench(root: &Path, backend: &str, quick: bool) -> Result<()> {
             duration: 8.0,
             warmup: 2.0,
             bulk_rows: 100_000,
+            stream_rows: 1_000_000,
         }
     };
     crate::run(crate::cargo().args(["build", "--release", "-p", "keel-demo"]))?;
@@ -254,5 +257,18 @@ fn bench_one(
         )?;
     }
     writeln!(report, "\n")?;
+
+    let args = ["bench-stream".to_owned(), "--rows".into(), plan.stream_rows.to_string()];
+    let r = json_of(bin, url, &args)?;
+    writeln!(
+        report,
+        "Streaming {} users: {:.1} s ({:.0} rows/s), RSS {} MiB before, peak {} MiB.\n",
+        r["rows"],
+        num(&r, "seconds"),
+        num(&r, "rows_per_s"),
+        r["rss_before_kib"].as_u64().unwrap_or(0) / 1024,
+        r["peak_rss_kib"].as_u64().unwrap_or(0) / 1024
+    )?;
+    results.push(json!({"backend": backend.as_str(), "kind": "stream", "result": r}));
     Ok(())
 }

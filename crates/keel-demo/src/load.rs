@@ -182,7 +182,7 @@ async fn one_op(repo: &Repo, workload: Workload, ids: &[Id]) -> Outcome {
 
 /// Runs the workload and reports. Fails when the data is missing (seed first).
 pub async fn run(pool: &Pool, args: &LoadArgs) -> Result<Report> {
-    if args.concurrency == 0 || !(args.duration > 0.0) {
+    if args.concurrency == 0 || args.duration.is_nan() || args.duration <= 0.0 {
         bail!("--concurrency and --duration must be positive");
     }
     let repo = Repo::new(pool.clone());

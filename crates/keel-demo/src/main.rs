@@ -47,6 +47,9 @@ enum Command {
     /// Benchmark: one bulk insert of fresh users, timed (driven by `cargo xtask bench`).
     #[command(hide = true)]
     BenchBulk(bench::BulkArgs),
+    /// Benchmark: stream every user and report peak memory (driven by `cargo xtask bench`).
+    #[command(hide = true)]
+    BenchStream(bench::StreamArgs),
     /// Serve the HTTP API (one pool per process, one pooled connection per request).
     Serve(serve::ServeArgs),
 }
@@ -91,6 +94,11 @@ async fn main() -> Result<()> {
         }
         Command::BenchBulk(args) => {
             let report = bench::bulk(config, &args).await?;
+            println!("{}", serde_json::to_string(&report).context("encoding the report")?);
+            Ok(())
+        }
+        Command::BenchStream(args) => {
+            let report = bench::stream(config, &args).await?;
             println!("{}", serde_json::to_string(&report).context("encoding the report")?);
             Ok(())
         }

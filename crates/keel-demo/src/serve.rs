@@ -1,7 +1,56 @@
-//! `keel-demo serve`: the HTTP API (work in progress).
+//! `keel-demo serve`: the HTTP API over the repository, with axum.
+//!
+//! One [`Pool`] per process; each request that touches the database checks a pooled connection
+//! out through the [`Db`](extract::Db) extractor (the FastAPI `Depends(get_db)` of the seeds).
+//! Routes:
+//!
+//! | route | what |
+//! |---|---|
+//! | `GET /health` | a round trip to the database; 503 with `Retry-After` when it fails |
+//! | `GET /metrics` | Prometheus text: pool, queries, latency histogram, retries, HTTP requests |
+//! | `GET /users?search=&cursor=&limit=` | one keyset page: `{ "items": [...], "next_cursor": ... }` |
+//! | `POST /users` | `{ "name", "email" }` → 201 with the stored user |
+//! | `GET`, `PATCH`, `DELETE /users/{id}` | read; partial update `{ "name"?, "email"? }`; 204 |
+//! | `GET /users/{id}/jobs` | `{ "items": [...] }`, 404 for an unknown user |
+//! | `POST /users/{id}/jobs` | `{ "title", "salary_cents" }` → 201 |
+//! | `GET /accounts/{id}` | the account |
+//! | `POST /transfers` | `{ "from_account", "to_account", "amount_cents" }` + `Idempotency-Key`: 201 when applied now, 200 when replayed |
+//!
+//! Every error is `{ "error": { "kind": …, "message": … } }`, the kind being
+//! [`ErrorKind::as_str`](keel_pool::ErrorKind::as_str); see [`error`] for the status mapping.
+//! Bodies are limited (`--max-body-bytes`, 413), every request has a timeout
+//! (`--request-timeout-secs`, 504). SIGINT/SIGTERM stop accepting connections, let in-flight
+//! requests finish for up to `--shutdown-timeout-secs`, close the pool and return `Ok` (exit 0).
+//!
+//! Startup is fail-fast: if the database cannot be reached (or migrated) when the server
+//! starts, `run` returns the connection error, naming host and port, and the process exits
+//! non-zero; that is almost always a wrong URL or credentials, which retrying would hide.
+//! Once running, outages are survived: requests get 503 with `Retry-After` while the database
+//! is away and succeed again when it returns (the pool opens new connections on demand).
+//!
+//! With `KEEL_DEMO_TEST_ROUTES=1` in the environment, `GET /debug/sleep?ms=` holds a pooled
+//! connection for `ms` milliseconds, then answers 200: the shutdown tests use it as a slow
+//! in-flight request.
 
-use anyhow::Result;
-use keel_pool::Config;
+mod error;
+mod extract;
+mod handlers;
+mod metrics;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::get;
+use keel_pool::{Config, Pool};
+use keel_repo::Repo;
+use tower_http::trace::{DefaultOnFailure, TraceLayer};
+
+/// Environment variable that enables the hidden test routes (`GET /debug/sleep`).
+pub const TEST_ROUTES_ENV: &str = "KEEL_DEMO_TEST_ROUTES";
 
 /// Options of `keel-demo serve`.
 #[derive(Debug, clap::Args)]
@@ -9,9 +58,148 @@ pub struct ServeArgs {
     /// Address to listen on; port 0 picks a free port (printed on stdout).
     #[arg(long, default_value = "127.0.0.1:8080")]
     pub addr: std::net::SocketAddr,
+
+    /// Longest a request may take before it is stopped with 504.
+    #[arg(long, default_value_t = 30)]
+    pub request_timeout_secs: u64,
+
+    /// After SIGINT/SIGTERM, how long in-flight requests may take before the server exits anyway.
+    #[arg(long, default_value_t = 10)]
+    pub shutdown_timeout_secs: u64,
+
+    /// Largest request body accepted; larger ones get 413.
+    #[arg(long, default_value_t = 64 * 1024)]
+    pub max_body_bytes: usize,
+
+    /// Do not apply pending migrations at startup.
+    #[arg(long)]
+    pub skip_migrations: bool,
 }
 
-/// Runs the server until SIGINT/SIGTERM.
-pub async fn run(_config: Config, _args: ServeArgs) -> Result<()> {
-    anyhow::bail!("serve is not built yet")
+/// What every handler shares: the repository (and through it the pool) and the HTTP counters.
+#[derive(Clone)]
+pub(crate) struct AppState {
+    repo: Repo,
+    http: Arc<metrics::HttpMetrics>,
+}
+
+impl AppState {
+    fn pool(&self) -> &Pool {
+        self.repo.pool()
+    }
+}
+
+/// Runs the server until SIGINT/SIGTERM; see the module docs.
+pub async fn run(config: Config, args: ServeArgs) -> Result<()> {
+    let url = config.url().to_string();
+    let pool = Pool::connect(config).await.with_context(|| format!("opening {url}"))?;
+    if !args.skip_migrations {
+        for version in pool.migrate().await.context("running migrations")? {
+            tracing::info!(%version, "applied migration");
+        }
+    }
+    // Handlers are installed before the port is announced, so a signal sent as soon as the
+    // address is printed is a graceful shutdown, not a kill.
+    let signal = shutdown_signal().context("installing the SIGINT/SIGTERM handlers")?;
+    let listener =
+        tokio::net::TcpListener::bind(args.addr).await.with_context(|| format!("binding {}", args.addr))?;
+    let addr = listener.local_addr().context("reading the bound address")?;
+    let state = AppState { repo: Repo::new(pool.clone()), http: Arc::default() };
+    let app = router(state, &args, test_routes_enabled());
+
+    // The one line on stdout (tests and scripts read the port from it); logs go to stderr.
+    {
+        use std::io::Write as _;
+        let mut out = std::io::stdout().lock();
+        writeln!(out, "listening on http://{addr}")
+            .and_then(|()| out.flush())
+            .context("writing to stdout")?;
+    }
+    tracing::info!(%addr, database = %url, "serving");
+
+    let (signalled_tx, signalled_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = axum::serve(listener, app).with_graceful_shutdown(async move {
+        let name = signal.await;
+        tracing::info!(signal = name, "shutting down: no new connections, finishing in-flight requests");
+        let _ = signalled_tx.send(());
+    });
+    let deadline = Duration::from_secs(args.shutdown_timeout_secs);
+    let forced = async move {
+        match signalled_rx.await {
+            Ok(()) => tokio::time::sleep(deadline).await,
+            // The server ended on its own; the other branch reports how.
+            Err(_) => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        served = server => served.context("serving HTTP")?,
+        () = forced => tracing::warn!(
+            deadline_secs = args.shutdown_timeout_secs,
+            "requests still in flight at the shutdown deadline; exiting anyway"
+        ),
+    }
+    // In-flight requests are done (or abandoned): give the pool a short grace to get its
+    // connections back, then close them.
+    let still_out = pool.close(Duration::from_secs(1)).await;
+    if still_out > 0 {
+        tracing::warn!(connections = still_out, "closed the pool with connections still checked out");
+    }
+    tracing::info!("stopped");
+    Ok(())
+}
+
+fn test_routes_enabled() -> bool {
+    std::env::var(TEST_ROUTES_ENV).is_ok_and(|v| v == "1")
+}
+
+/// The application: routes, then (inner to outer) the body limit, the timeout/panic guard, the
+/// HTTP metrics and request tracing. `Router::layer` wraps each route, so the metrics layer
+/// sees the matched route template.
+fn router(state: AppState, args: &ServeArgs, test_routes: bool) -> Router {
+    use handlers as h;
+    let mut routes = Router::new()
+        .route("/health", get(h::health))
+        .route("/metrics", get(h::metrics))
+        .route("/users", get(h::list_users).post(h::create_user))
+        .route("/users/{id}", get(h::get_user).patch(h::update_user).delete(h::delete_user))
+        .route("/users/{id}/jobs", get(h::user_jobs).post(h::create_job))
+        .route("/accounts/{id}", get(h::get_account))
+        .route("/transfers", axum::routing::post(h::create_transfer));
+    if test_routes {
+        routes = routes.route("/debug/sleep", get(h::debug_sleep));
+    }
+    let timeout = Duration::from_secs(args.request_timeout_secs.max(1));
+    routes
+        .method_not_allowed_fallback(h::method_not_allowed)
+        .fallback(h::no_route)
+        .layer(DefaultBodyLimit::max(args.max_body_bytes))
+        .layer(axum::middleware::from_fn_with_state(timeout, error::guard))
+        .layer(axum::middleware::from_fn_with_state(Arc::clone(&state.http), metrics::track))
+        // 5xx are logged once, with the keel error, where they are made (`error.rs`).
+        .layer(TraceLayer::new_for_http().on_failure(DefaultOnFailure::new().level(tracing::Level::DEBUG)))
+        .with_state(state)
+}
+
+/// Resolves with the name of the first SIGINT or SIGTERM received. The handlers are
+/// registered when this is called, not when the future is first polled.
+#[cfg(unix)]
+fn shutdown_signal() -> std::io::Result<impl Future<Output = &'static str> + Send> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    Ok(async move {
+        tokio::select! {
+            _ = term.recv() => "SIGTERM",
+            _ = int.recv() => "SIGINT",
+        }
+    })
+}
+
+/// Resolves on Ctrl-C (the only signal outside Unix).
+#[cfg(not(unix))]
+fn shutdown_signal() -> std::io::Result<impl Future<Output = &'static str> + Send> {
+    Ok(async {
+        let _ = tokio::signal::ctrl_c().await;
+        "ctrl-c"
+    })
 }

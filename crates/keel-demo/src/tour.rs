@@ -138,9 +138,9 @@ async fn joins(repo: &Repo, run: &str) -> Result<()> {
         .collect();
     repo.insert_users(&people).await?;
     let jobs = vec![
-        NewJob::new(people[0].id, "Rear Admiral", 180_000_00),
-        NewJob::new(people[0].id, "Compiler Writer", 120_000_00),
-        NewJob::new(people[1].id, "Cryptanalyst", 150_000_00),
+        NewJob::new(people[0].id, "Rear Admiral", 18_000_000),
+        NewJob::new(people[0].id, "Compiler Writer", 12_000_000),
+        NewJob::new(people[1].id, "Cryptanalyst", 15_000_000),
     ];
     repo.insert_jobs(&jobs).await?;
     let mut rows = Vec::new();
@@ -279,7 +279,7 @@ async fn concurrency(pool: &Pool) -> Result<()> {
 async fn retried_conflict(repo: &Repo, run: &str) -> Result<()> {
     let pool = repo.pool();
     let owner = repo.create_user(&NewUser::new("Retry Owner", format!("retry.{run}@example.com"))).await?;
-    let account = repo.create_account(owner.id, 100_00).await?.id;
+    let account = repo.create_account(owner.id, 10_000).await?.id;
     let (what, attempts, retries) = match pool.backend() {
         Backend::Sqlite => {
             let (attempts, retries) = busy_writer(pool, account).await?;
