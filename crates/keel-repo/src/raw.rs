@@ -1,1 +1,1 @@
-//! Raw SQL with named parameters (in progress).
+//! Raw SQL with named parameters (work in progress).
