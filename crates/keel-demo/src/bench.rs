@@ -238,8 +238,8 @@ const PG_JOIN: &str = "SELECT u.id, j.user_id FROM users u LEFT JOIN jobs j ON j
 
 const PG_INSERT_USER: &str = "INSERT INTO users (id, name, email, created_at) VALUES ($1, $2, $3, $4)";
 const PG_SEEN: &str = "SELECT count(*) FROM transfers WHERE idempotency_key = $1";
-const PG_UPDATE: &str =
-    "UPDATE accounts SET balance_cents = balance_cents + $1::bigint WHERE id = $2 AND balance_cents >= -$1::bigint";
+const PG_UPDATE: &str = "UPDATE accounts SET balance_cents = balance_cents + $1::bigint \
+                         WHERE id = $2 AND balance_cents >= -$1::bigint";
 const PG_INSERT_TRANSFER: &str = "INSERT INTO transfers (id, from_account, to_account, amount_cents, \
                                   idempotency_key, created_at) VALUES ($1, $2, $3, $4, $5, $6)";
 
