@@ -11,7 +11,7 @@ use diesel::prelude::*;
 use diesel_async::{RunQueryDsl, SimpleAsyncConnection as _};
 use futures_util::TryStreamExt as _;
 use keel_pool::{Backend, Isolation, Pool, ScopedFutureExt as _, TxOptions, with_conn};
-use keel_repo::{Repo, UserFilter, UserPatch};
+use keel_repo::{Params, Repo, UserFilter, UserPatch};
 use keel_schema::schema::{accounts, users};
 use keel_schema::{Id, NewJob, NewUser, User};
 
@@ -419,11 +419,27 @@ async fn streaming(repo: &Repo) -> Result<()> {
     Ok(())
 }
 
-async fn raw_sql(_repo: &Repo, _run: &str) -> Result<()> {
+async fn raw_sql(repo: &Repo, run: &str) -> Result<()> {
     heading(
         "Raw SQL with named parameters",
         "`:name` placeholders become $1 or ? per backend; values are always bound.",
     );
-    println!("   (coming with the raw SQL module)");
+    let sql = "SELECT u.name, COUNT(j.id) AS jobs, MAX(j.title) AS a_title, ':literal' AS untouched \
+               FROM users u LEFT JOIN jobs j ON j.user_id = u.id \
+               WHERE u.email LIKE :pattern GROUP BY u.id, u.name ORDER BY u.name";
+    println!("   {sql}");
+    let params = Params::new().set("pattern", format!("join%.{run}@example.com"));
+    let rows = repo.query(sql, &params).await?;
+    let headers: Vec<String> = <[keel_repo::Row]>::first(&rows)
+        .map(|r| r.columns().map(str::to_owned).collect())
+        .unwrap_or_default();
+    let cells: Vec<Vec<String>> = rows
+        .iter()
+        .map(|r| r.iter().map(|(_, v)| serde_json::to_string(v).unwrap_or_default()).collect())
+        .collect();
+    table::print(&headers.iter().map(String::as_str).collect::<Vec<_>>(), &cells);
+    if let Some(first) = <[keel_repo::Row]>::first(&rows) {
+        println!("   as JSON: {}", serde_json::to_string(first).context("encoding a row")?);
+    }
     Ok(())
 }

@@ -42,6 +42,12 @@ async fn tour_runs_twice_on_every_backend() {
         // The failed transaction left nothing; the retried one applied both increments.
         assert!(first.contains("unique_violation    not_found"), "{first}");
         assert!(first.contains("100.02"), "{first}");
+        assert!(
+            first.contains(
+                r#"as JSON: {"name":"Alan Turing","jobs":1,"a_title":"Cryptanalyst","untouched":":literal"}"#
+            ),
+            "{first}"
+        );
         let second = run_demo(&url, &["tour"]);
         assert!(second.contains("up to date"), "the second run applies no migrations:\n{second}");
         assert!(second.contains("100.02"), "{second}");

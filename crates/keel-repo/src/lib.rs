@@ -16,6 +16,7 @@ mod validate;
 pub use batch::{BatchMethod, BatchOptions, BatchRow};
 pub use error::{Error, Result};
 pub use jobs::UserJobStats;
+pub use raw::{Params, Row, Value};
 pub use transfer::TransferOutcome;
 pub use users::{Page, UserFilter, UserPatch};
 
