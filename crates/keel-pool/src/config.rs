@@ -16,6 +16,7 @@
 //! | [`ping_idle_after`](Config::ping_idle_after) | `KEEL_PING_IDLE_AFTER_MS` | 1000 ms |
 //! | [`statement_timeout`](Config::statement_timeout) | `KEEL_STATEMENT_TIMEOUT_MS` | none (0 = none) |
 //! | [`slow_query_threshold`](Config::slow_query_threshold) | `KEEL_SLOW_QUERY_MS` | 1000 ms (0 = off) |
+//! | [`read_connections`](Config::read_connections) | `KEEL_PG_READ_CONNECTIONS` | PostgreSQL: max_size / 4, at least 1 (0 = off) |
 //! | [`retry`](Config::retry) | `KEEL_RETRY_MAX_ATTEMPTS`, `KEEL_RETRY_BASE_MS`, `KEEL_RETRY_MAX_BACKOFF_MS`, `KEEL_RETRY_DEADLINE_MS` | see [`RetryPolicy`](crate::RetryPolicy) |
 
 use std::fmt;
@@ -332,6 +333,7 @@ pub struct Config {
     pub(crate) statement_timeout: Option<Duration>,
     pub(crate) slow_query_threshold: Option<Duration>,
     pub(crate) retry: crate::RetryPolicy,
+    pub(crate) read_connections: Option<u32>,
 }
 
 impl Config {
@@ -353,6 +355,7 @@ impl Config {
             statement_timeout: None,
             slow_query_threshold: Some(Duration::from_secs(1)),
             retry: crate::RetryPolicy::default(),
+            read_connections: None,
         })
     }
 
@@ -405,6 +408,9 @@ impl Config {
         }
         if let Some(v) = env_parse::<u64>("KEEL_SLOW_QUERY_MS")? {
             self = self.slow_query_threshold((v > 0).then(|| Duration::from_millis(v)));
+        }
+        if let Some(v) = env_parse::<u32>("KEEL_PG_READ_CONNECTIONS")? {
+            self = self.read_connections(v);
         }
         self.retry = self.retry.with_env_overrides()?;
         Ok(self)
@@ -503,6 +509,26 @@ impl Config {
     /// The retry policy transactions use unless they set their own.
     pub fn retry_policy(&self) -> &crate::RetryPolicy {
         &self.retry
+    }
+
+    /// PostgreSQL: how many extra sessions the pool keeps for pipelined autocommit reads
+    /// ([`with_read!`](crate::with_read)): many concurrent reads share each of them, so a busy
+    /// service needs fewer round trips and fewer server processes. Opened on first use,
+    /// outside `max_size`. 0 sends reads through the pool like everything else. Ignored on
+    /// other backends (MySQL's protocol cannot pipeline). Env `KEEL_PG_READ_CONNECTIONS`.
+    pub fn read_connections(mut self, n: u32) -> Self {
+        self.read_connections = Some(n);
+        self
+    }
+
+    /// The number of shared read connections the pool opens on demand: PostgreSQL only;
+    /// [`read_connections`](Config::read_connections) if set, else a quarter of `max_size`
+    /// (at least 1).
+    pub fn effective_read_connections(&self) -> u32 {
+        match self.backend() {
+            Backend::Postgres => self.read_connections.unwrap_or(self.max_size.div_ceil(4).max(1)),
+            _ => 0,
+        }
     }
 
     /// The pool size actually used (1 for `sqlite::memory:`).

@@ -33,11 +33,14 @@ pub(crate) struct Shared {
     pub(crate) closed: AtomicBool,
     /// The side connection `Pool::run` sends `KILL QUERY` through (MySQL), opened on first use.
     pub(crate) killer: crate::run::Killer,
+    /// PostgreSQL sessions shared by pipelined reads.
+    pub(crate) readers: crate::readers::Readers,
 }
 
 impl Shared {
     pub(crate) fn new(config: Config) -> Self {
         Shared {
+            readers: crate::readers::Readers::new(config.effective_read_connections()),
             config,
             counters: Counters::default(),
             last_connect_error: Mutex::new(None),

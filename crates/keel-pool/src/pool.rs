@@ -237,6 +237,7 @@ impl Pool {
         if let Ok(mut p) = self.inner.pools.write() {
             p.take();
         }
+        self.inner.shared.readers.clear();
         in_use
     }
 

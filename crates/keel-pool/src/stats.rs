@@ -135,6 +135,7 @@ pub(crate) struct Counters {
     pub(crate) transactions: AtomicU64,
     pub(crate) commits_unknown: AtomicU64,
     pub(crate) cancellations: AtomicU64,
+    pub(crate) read_connections_opened: AtomicU64,
     pub(crate) retries: Mutex<BTreeMap<ErrorKind, u64>>,
 }
 
@@ -200,6 +201,8 @@ pub struct PoolStats {
     pub commits_unknown: u64,
     /// Queries cancelled on the server because their caller went away.
     pub cancellations: u64,
+    /// Shared PostgreSQL read sessions opened (see [`Config::read_connections`](crate::Config::read_connections)).
+    pub read_connections_opened: u64,
     /// Retries, by the error kind that caused them (`ErrorKind::as_str` names).
     pub retries: BTreeMap<String, u64>,
 }
@@ -240,6 +243,7 @@ pub(crate) fn snapshot(c: &Counters, state: &bb8::State, max_size: u32) -> PoolS
         transactions: c.transactions.load(Relaxed),
         commits_unknown: c.commits_unknown.load(Relaxed),
         cancellations: c.cancellations.load(Relaxed),
+        read_connections_opened: c.read_connections_opened.load(Relaxed),
         retries: c
             .retries
             .lock()

@@ -2,7 +2,7 @@
 
 use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
-use keel_pool::{Backend, Reuse, ScopedFutureExt as _, with_conn};
+use keel_pool::{Backend, Reuse, ScopedFutureExt as _, with_conn, with_read};
 use keel_schema::limits::JOB_TITLE_MAX_CHARS;
 use keel_schema::schema::{jobs, users};
 use keel_schema::{Id, Job, NewJob, User};
@@ -85,8 +85,7 @@ impl Repo {
 
     /// The job with this id; `not_found` if there is none.
     pub async fn get_job(&self, id: Id) -> Result<Job> {
-        let mut conn = self.pool.get().await?;
-        let found: Option<Job> = with_conn!(&mut conn, |c| jobs::table
+        let found: Option<Job> = with_read!(&self.pool, |c| jobs::table
             .find(id)
             .select(Job::as_select())
             .first(c)
@@ -107,8 +106,7 @@ impl Repo {
 
     /// A user's jobs, oldest first (empty if the user has none or does not exist).
     pub async fn jobs_for_user(&self, user_id: Id) -> Result<Vec<Job>> {
-        let mut conn = self.pool.get().await?;
-        Ok(with_conn!(&mut conn, |c| jobs::table
+        Ok(with_read!(&self.pool, |c| jobs::table
             .filter(jobs::user_id.eq(user_id))
             .order((jobs::created_at, jobs::id))
             .select(Job::as_select())
@@ -123,8 +121,7 @@ impl Repo {
             return Err(Error::invalid(format!("salary range is empty: {min_cents} > {max_cents}")));
         }
         let limit = validate::limit(limit, MAX_PAGE_SIZE)?;
-        let mut conn = self.pool.get().await?;
-        Ok(with_conn!(&mut conn, |c| jobs::table
+        Ok(with_read!(&self.pool, |c| jobs::table
             .filter(jobs::salary_cents.between(min_cents, max_cents))
             .order((jobs::salary_cents.desc(), jobs::id))
             .limit(limit)
@@ -136,8 +133,7 @@ impl Repo {
     /// One user and their jobs in a single `LEFT JOIN` round trip; `not_found` if there is no
     /// such user.
     pub async fn user_with_jobs(&self, id: Id) -> Result<(User, Vec<Job>)> {
-        let mut conn = self.pool.get().await?;
-        let rows: Vec<(User, Option<Job>)> = with_conn!(&mut conn, |c| users::table
+        let rows: Vec<(User, Option<Job>)> = with_read!(&self.pool, |c| users::table
             .left_join(jobs::table)
             .filter(users::id.eq(id))
             .order((jobs::created_at, jobs::id))
@@ -167,8 +163,7 @@ impl Repo {
 
     async fn users_and_jobs(&self, limit: i64, inner: bool) -> Result<Vec<(User, Vec<Job>)>> {
         let limit = validate::limit(limit, MAX_PAGE_SIZE)?;
-        let mut conn = self.pool.get().await?;
-        let (people, jobs): (Vec<User>, Vec<Job>) = with_conn!(&mut conn, |c| {
+        let (people, jobs): (Vec<User>, Vec<Job>) = with_read!(&self.pool, |c| {
             let mut q = users::table.select(User::as_select()).into_boxed();
             if inner {
                 q = q.filter(diesel::dsl::exists(jobs::table.filter(jobs::user_id.eq(users::id))));
@@ -201,8 +196,7 @@ impl Repo {
     async fn stats(&self, order: &str, limit: i64) -> Result<Vec<UserJobStats>> {
         let limit = validate::limit(limit, MAX_PAGE_SIZE)?;
         let sql = stats_sql(self.pool.backend(), order);
-        let mut conn = self.pool.get().await?;
-        Ok(with_conn!(&mut conn, |c| diesel::sql_query(&sql)
+        Ok(with_read!(&self.pool, |c| diesel::sql_query(&sql)
             .bind::<diesel::sql_types::BigInt, _>(limit)
             .load(c)
             .await)?)

@@ -4,7 +4,7 @@
 
 use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
-use keel_pool::{Backend, Conn, ErrorKind, Reuse, ScopedFutureExt as _, TxOptions, with_conn};
+use keel_pool::{Backend, Conn, ErrorKind, Reuse, ScopedFutureExt as _, TxOptions, with_conn, with_read};
 use keel_schema::limits::IDEMPOTENCY_KEY_MAX_CHARS;
 use keel_schema::schema::{accounts, transfers};
 use keel_schema::{Account, Id, NewAccount, NewTransfer, Transfer};
@@ -118,8 +118,7 @@ impl Repo {
 
     /// The account with this id; `not_found` if there is none.
     pub async fn get_account(&self, id: Id) -> Result<Account> {
-        let mut conn = self.pool.get().await?;
-        let found: Option<Account> = with_conn!(&mut conn, |c| accounts::table
+        let found: Option<Account> = with_read!(&self.pool, |c| accounts::table
             .find(id)
             .select(Account::as_select())
             .first(c)
@@ -140,8 +139,7 @@ impl Repo {
             Backend::Mysql => "CAST(COALESCE(SUM(balance_cents), 0) AS SIGNED)",
             Backend::Sqlite => "COALESCE(SUM(balance_cents), 0)",
         };
-        let mut conn = self.pool.get().await?;
-        Ok(with_conn!(&mut conn, |c| accounts::table
+        Ok(with_read!(&self.pool, |c| accounts::table
             .select(diesel::dsl::sql::<diesel::sql_types::BigInt>(expr))
             .get_result(c)
             .await)?)

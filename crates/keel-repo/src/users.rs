@@ -5,7 +5,7 @@ use base64::Engine as _;
 use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
 use futures_util::{Stream, TryStreamExt as _, stream};
-use keel_pool::{Reuse, ScopedFutureExt as _, with_conn};
+use keel_pool::{Reuse, ScopedFutureExt as _, with_conn, with_read};
 use keel_schema::limits::{USER_EMAIL_MAX_CHARS, USER_NAME_MAX_CHARS};
 use keel_schema::schema::users;
 use keel_schema::{Id, NewUser, Timestamp, User};
@@ -208,8 +208,7 @@ impl Repo {
 
     /// The user with this id; `not_found` if there is none.
     pub async fn get_user(&self, id: Id) -> Result<User> {
-        let mut conn = self.pool.get().await?;
-        let found: Option<User> = with_conn!(&mut conn, |c| users::table
+        let found: Option<User> = with_read!(&self.pool, |c| users::table
             .find(id)
             .select(User::as_select())
             .first(c)
@@ -221,10 +220,9 @@ impl Repo {
     /// The users with these ids that exist, in (created_at, id) order; missing ids are left
     /// out. Any number of ids (bound in chunks).
     pub async fn get_users(&self, ids: &[Id]) -> Result<Vec<User>> {
-        let mut conn = self.pool.get().await?;
         let mut found = Vec::with_capacity(ids.len());
         for chunk in ids.chunks(IDS_PER_STATEMENT) {
-            let rows: Vec<User> = with_conn!(&mut conn, |c| users::table
+            let rows: Vec<User> = with_read!(&self.pool, |c| users::table
                 .filter(users::id.eq_any(chunk))
                 .select(User::as_select())
                 .load(c)
@@ -328,9 +326,8 @@ impl Repo {
         let limit = validate::limit(limit, MAX_PAGE_SIZE)?;
         let cursor = cursor.map(Cursor::decode).transpose()?;
         let pattern = self.user_pattern(filter)?;
-        let mut conn = self.pool.get().await?;
         let mut items: Vec<User> =
-            with_conn!(&mut conn, |c| user_listing!(pattern.as_deref(), filter, cursor, limit + 1)
+            with_read!(&self.pool, |c| user_listing!(pattern.as_deref(), filter, cursor, limit + 1)
                 .load(c)
                 .await)?;
         let next_cursor = if items.len() as i64 > limit {
@@ -370,12 +367,10 @@ impl Repo {
                 State::Next(pattern, cursor) => (pattern, Some(cursor)),
                 State::Done => return Ok(None),
             };
-            let mut conn = repo.pool.get().await?;
             let page: Vec<User> =
-                with_conn!(&mut conn, |c| user_listing!(pattern.as_deref(), &filter, cursor, STREAM_BATCH)
+                with_read!(&repo.pool, |c| user_listing!(pattern.as_deref(), &filter, cursor, STREAM_BATCH)
                     .load(c)
                     .await)?;
-            drop(conn);
             let next = match page.last() {
                 Some(last) if page.len() as i64 == STREAM_BATCH => State::Next(pattern, Cursor::after(last)),
                 _ => State::Done,
