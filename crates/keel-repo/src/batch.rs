@@ -241,11 +241,25 @@ impl From<DieselError> for Probe {
 /// fails for a reason that retrying cannot fix, finds the first failing row by bisecting
 /// prefixes of the chunk (each probe rolled back to its savepoint), so the error can name it.
 macro_rules! insert_chunks_async {
-    ($c:expr, $backend:expr, $rows:expr, $chunk_rows:expr, $do_nothing:expr, $insert:path) => {{
+    ($c:expr, $backend:expr, $rows:expr, $chunk_rows:expr, $do_nothing:expr, $locate:expr, $insert:path) => {{
         let c = $c;
         let mut total = 0usize;
         let mut failure = None;
         for (k, chunk) in $rows.chunks($chunk_rows).enumerate() {
+            if !$locate {
+                // The fast path: plain INSERTs; a failure aborts the batch and the caller
+                // runs it again with `locate` to name the row.
+                match $insert(&mut *c, chunk, $do_nothing).await {
+                    Ok(n) => {
+                        total += n;
+                        continue;
+                    }
+                    Err(e) => {
+                        failure = Some(Error::Db(classify($backend, e)));
+                        break;
+                    }
+                }
+            }
             let done = match savepoint(c).await {
                 Ok(()) => match $insert(&mut *c, chunk, $do_nothing).await {
                     Ok(n) => release(c).await.map(|()| n),
@@ -317,9 +331,19 @@ fn insert_chunks_sqlite<R: BatchRow>(
     rows: &[R],
     chunk_rows: usize,
     do_nothing: bool,
+    locate: bool,
 ) -> QueryResult<std::result::Result<usize, (Option<usize>, DieselError)>> {
     let mut total = 0usize;
     for (k, chunk) in rows.chunks(chunk_rows).enumerate() {
+        if !locate {
+            match R::insert_sqlite(c, chunk, do_nothing) {
+                Ok(n) => {
+                    total += n;
+                    continue;
+                }
+                Err(e) => return Ok(Err((None, e))),
+            }
+        }
         let e = match c.transaction(|c| R::insert_sqlite(c, chunk, do_nothing)) {
             Ok(n) => {
                 total += n;
@@ -365,22 +389,23 @@ async fn insert_chunks<R: BatchRow>(
     rows: &[R],
     chunk_rows: usize,
     do_nothing: bool,
+    locate: bool,
 ) -> Result<usize> {
     match conn {
         Conn::Postgres(c) => {
             let c: &mut PgConnection = &mut *c;
-            insert_chunks_async!(c, Backend::Postgres, rows, chunk_rows, do_nothing, R::insert_pg)
+            insert_chunks_async!(c, Backend::Postgres, rows, chunk_rows, do_nothing, locate, R::insert_pg)
         }
         Conn::Mysql(c) => {
             let c: &mut MysqlConnection = &mut *c;
-            insert_chunks_async!(c, Backend::Mysql, rows, chunk_rows, do_nothing, R::insert_mysql)
+            insert_chunks_async!(c, Backend::Mysql, rows, chunk_rows, do_nothing, locate, R::insert_mysql)
         }
         Conn::Sqlite(c) => {
             // diesel-async cannot send a multi-row INSERT to SQLite (diesel_async#277): run the
             // chunks on the wrapped synchronous connection, inside the open transaction.
             let owned = rows.to_vec();
             let outcome = c
-                .spawn_blocking(move |sc| insert_chunks_sqlite(sc, &owned, chunk_rows, do_nothing))
+                .spawn_blocking(move |sc| insert_chunks_sqlite(sc, &owned, chunk_rows, do_nothing, locate))
                 .await
                 .map_err(|e| classify(Backend::Sqlite, e))?;
             outcome.map_err(|(index, e)| {
@@ -503,11 +528,20 @@ impl Repo {
         let limit = bind_limit(backend) / R::COLUMNS;
         let chunk_rows = options.chunk_rows.unwrap_or(DEFAULT_CHUNK_ROWS).clamp(1, limit);
         let do_nothing = options.on_conflict_do_nothing;
-        self.pool
-            .transaction(|conn| {
-                async move { insert_chunks(conn, rows, chunk_rows, do_nothing).await }.scope_boxed()
+        let run = |locate: bool| {
+            self.pool.transaction(move |conn| {
+                async move { insert_chunks(conn, rows, chunk_rows, do_nothing, locate).await }.scope_boxed()
             })
-            .await
+        };
+        match run(false).await {
+            // A row was refused: nothing was written. Run the batch again with a savepoint
+            // per chunk, which finds the row (and fails the same way, writing nothing).
+            Err(Error::Db(e)) if !e.is_transient() && e.kind() != ErrorKind::CommitOutcomeUnknown => {
+                tracing::debug!(target: "keel::repo", error = %e, "batch refused; locating the row");
+                run(true).await
+            }
+            done => done,
+        }
     }
 
     /// `COPY` with the pool's retry policy for transient failures (a failed `COPY` leaves

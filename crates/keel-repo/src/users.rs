@@ -154,11 +154,12 @@ macro_rules! user_listing {
             q = q.filter(users::created_at.le(to));
         }
         if let Some(c) = $cursor {
-            q = q.filter(
-                users::created_at
-                    .gt(c.created_at)
-                    .or(users::created_at.eq(c.created_at).and(users::id.gt(c.id))),
-            );
+            // `(created_at, id) > (c.created_at, c.id)`, spelled so every planner sees the
+            // leading `created_at >=` bound and range-scans the (created_at, id) index: the bare
+            // OR form made PostgreSQL and SQLite scan from the start for every page.
+            q = q
+                .filter(users::created_at.ge(c.created_at))
+                .filter(users::created_at.gt(c.created_at).or(users::id.gt(c.id)));
         }
         q.order((users::created_at, users::id)).limit($limit)
     }};
