@@ -118,7 +118,7 @@ async fn transfer_pipelined(conn: &mut Conn, row: &NewTransfer) -> Result<()> {
     let Conn::Postgres(pg) = &mut *conn else {
         return Err(Error::invalid("the pipelined transfer is PostgreSQL only"));
     };
-    let c: &keel_pool::PgConnection = &pg;
+    let c: &keel_pool::PgConnection = pg;
     let (mut a, mut b, mut d) = (c, c, c);
     let (inserted, n1, n2) = futures_util::join!(
         Reuse(diesel::insert_into(transfers::table).values(row)).execute(&mut a),
