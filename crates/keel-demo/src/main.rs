@@ -77,7 +77,7 @@ async fn main() -> Result<()> {
             let pool = open(config).await?;
             let report = load::run(&pool, &args).await?;
             if args.json {
-                println!("{}", serde_json::to_string(&report).context("encoding the report")?);
+                print_json(&report)?;
             } else {
                 println!("{}", load::summary(&report));
             }
@@ -87,21 +87,9 @@ async fn main() -> Result<()> {
             }
             Ok(())
         }
-        Command::BenchRaw(args) => {
-            let report = bench::run_raw(config, &args).await?;
-            println!("{}", serde_json::to_string(&report).context("encoding the report")?);
-            Ok(())
-        }
-        Command::BenchBulk(args) => {
-            let report = bench::bulk(config, &args).await?;
-            println!("{}", serde_json::to_string(&report).context("encoding the report")?);
-            Ok(())
-        }
-        Command::BenchStream(args) => {
-            let report = bench::stream(config, &args).await?;
-            println!("{}", serde_json::to_string(&report).context("encoding the report")?);
-            Ok(())
-        }
+        Command::BenchRaw(args) => print_json(&bench::run_raw(config, &args).await?),
+        Command::BenchBulk(args) => print_json(&bench::bulk(config, &args).await?),
+        Command::BenchStream(args) => print_json(&bench::stream(config, &args).await?),
         Command::Seed(args) => {
             let pool = open(config).await?;
             pool.migrate().await.context("running migrations")?;
@@ -110,6 +98,12 @@ async fn main() -> Result<()> {
             Ok(())
         }
     }
+}
+
+/// Prints one JSON object on stdout.
+fn print_json(value: &impl serde::Serialize) -> Result<()> {
+    println!("{}", serde_json::to_string(value).context("encoding the report")?);
+    Ok(())
 }
 
 async fn open(config: Config) -> Result<Pool> {

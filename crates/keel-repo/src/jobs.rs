@@ -2,7 +2,7 @@
 
 use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
-use keel_pool::{Backend, Reuse, ScopedFutureExt as _, with_conn, with_read};
+use keel_pool::{Backend, ScopedFutureExt as _, with_conn, with_read};
 use keel_schema::limits::JOB_TITLE_MAX_CHARS;
 use keel_schema::schema::{jobs, users};
 use keel_schema::{Id, Job, NewJob, User};
@@ -67,20 +67,7 @@ impl Repo {
     /// exist; `invalid_input` for an empty or too long title or a negative salary.
     pub async fn create_job(&self, job: &NewJob) -> Result<Job> {
         validate_new_job(job)?;
-        self.pool
-            .transaction(|conn| {
-                async move {
-                    with_conn!(conn, |c| {
-                        match Reuse(diesel::insert_into(jobs::table).values(job)).execute(c).await {
-                            Ok(_) => jobs::table.find(job.id).select(Job::as_select()).first(c).await,
-                            Err(e) => Err(e),
-                        }
-                    })
-                    .map_err(Error::from)
-                }
-                .scope_boxed()
-            })
-            .await
+        crate::insert_returning!(self, jobs, job, Job)
     }
 
     /// The job with this id; `not_found` if there is none.

@@ -71,16 +71,23 @@ async fn debit(conn: &mut Conn, account: Id, amount_cents: i64) -> Result<()> {
     if add_to_balance(conn, account, -amount_cents).await? == 1 {
         return Ok(());
     }
-    let balance: Option<i64> = with_conn!(conn, |c| accounts::table
+    Err(refused_debit(conn, account, amount_cents).await)
+}
+
+/// Why a debit changed no row: the account is missing, or its balance is short.
+async fn refused_debit(conn: &mut Conn, account: Id, amount_cents: i64) -> Error {
+    let balance: Result<Option<i64>> = with_conn!(conn, |c| accounts::table
         .find(account)
         .select(accounts::balance_cents)
         .first(c)
         .await
-        .optional())?;
-    Err(match balance {
-        Some(balance_cents) => Error::InsufficientFunds { account, balance_cents, amount_cents },
-        None => Error::not_found(format!("account {account}")),
-    })
+        .optional())
+    .map_err(Error::from);
+    match balance {
+        Ok(Some(balance_cents)) => Error::InsufficientFunds { account, balance_cents, amount_cents },
+        Ok(None) => Error::not_found(format!("account {account}")),
+        Err(e) => e,
+    }
 }
 
 async fn credit(conn: &mut Conn, account: Id, amount_cents: i64) -> Result<()> {
@@ -149,16 +156,7 @@ async fn transfer_pipelined(conn: &mut Conn, row: &NewTransfer) -> Result<()> {
         if delta > 0 {
             return Err(Error::not_found(format!("account {account}")));
         }
-        let balance: Option<i64> = with_conn!(conn, |c| accounts::table
-            .find(account)
-            .select(accounts::balance_cents)
-            .first(c)
-            .await
-            .optional())?;
-        return Err(match balance {
-            Some(balance_cents) => Error::InsufficientFunds { account, balance_cents, amount_cents: amount },
-            None => Error::not_found(format!("account {account}")),
-        });
+        return Err(refused_debit(conn, account, amount).await);
     }
     Ok(())
 }
@@ -172,21 +170,8 @@ impl Repo {
             )));
         }
         let new = NewAccount::new(owner, balance_cents);
-        self.pool
-            .transaction(|conn| {
-                let new = &new;
-                async move {
-                    with_conn!(conn, |c| {
-                        match Reuse(diesel::insert_into(accounts::table).values(new)).execute(c).await {
-                            Ok(_) => accounts::table.find(new.id).select(Account::as_select()).first(c).await,
-                            Err(e) => Err(e),
-                        }
-                    })
-                    .map_err(Error::from)
-                }
-                .scope_boxed()
-            })
-            .await
+        let new = &new;
+        crate::insert_returning!(self, accounts, new, Account)
     }
 
     /// The account with this id; `not_found` if there is none.

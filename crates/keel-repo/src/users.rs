@@ -191,20 +191,7 @@ impl Repo {
     /// ```
     pub async fn create_user(&self, user: &NewUser) -> Result<User> {
         validate_new_user(user)?;
-        self.pool
-            .transaction(|conn| {
-                async move {
-                    with_conn!(conn, |c| {
-                        match Reuse(diesel::insert_into(users::table).values(user)).execute(c).await {
-                            Ok(_) => users::table.find(user.id).select(User::as_select()).first(c).await,
-                            Err(e) => Err(e),
-                        }
-                    })
-                    .map_err(Error::from)
-                }
-                .scope_boxed()
-            })
-            .await
+        crate::insert_returning!(self, users, user, User)
     }
 
     /// The user with this id; `not_found` if there is none.
