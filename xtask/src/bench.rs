@@ -1,18 +1,19 @@
 //! `cargo xtask bench`: keel side by side with the raw stacks it wraps, in one run, as ratios.
 //!
 //! Per backend: a fresh database, seeded through `keel-demo seed` (timed), then every workload
-//! on every stack through the release `keel-demo` binary (`load --json` for keel, the hidden
-//! `bench-raw` / `bench-bulk` subcommands for the baselines). Tables go to stdout and
+//! on every stack through release binaries — `keel-demo load --json` for keel, `keel-bench raw`
+//! / `bulk` / `stream` for the baselines, both found in cargo's target directory (wherever
+//! `CARGO_TARGET_DIR` or the cargo config puts it). Tables go to stdout and
 //! `target/bench/report.md`; every figure to `target/bench/results.json`.
 
 use std::fmt::Write as _;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 use keel_pool::Backend;
-use keel_pool::testing::TestDb;
+use keel_test::TestDb;
 use serde_json::{Value, json};
 
 /// How long and how big.
@@ -51,9 +52,43 @@ fn bulk_methods(backend: Backend) -> Vec<&'static str> {
     m
 }
 
+/// The two release binaries a run drives.
+struct Bins {
+    demo: PathBuf,
+    bench: PathBuf,
+}
+
+/// Builds both release binaries and finds them in cargo's target directory.
+fn build() -> Result<Bins> {
+    crate::run(crate::cargo().args(["build", "--release", "-p", "keel-demo", "-p", "keel-bench"]))?;
+    let dir = target_dir()?.join("release");
+    let bins = Bins { demo: dir.join("keel-demo"), bench: dir.join("keel-bench") };
+    for bin in [&bins.demo, &bins.bench] {
+        if !bin.is_file() {
+            bail!("{} is missing after the release build", bin.display());
+        }
+    }
+    Ok(bins)
+}
+
+/// Cargo's target directory, as `cargo metadata` reports it (it honours `CARGO_TARGET_DIR`
+/// and `build.target-dir`).
+fn target_dir() -> Result<PathBuf> {
+    let mut cmd = crate::cargo();
+    cmd.args(["metadata", "--format-version", "1", "--no-deps"]);
+    crate::echo(&cmd);
+    let out = cmd.output().context("running cargo metadata")?;
+    if !out.status.success() {
+        bail!("cargo metadata failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    let meta: Value = serde_json::from_slice(&out.stdout).context("parsing cargo metadata")?;
+    meta["target_directory"].as_str().map(PathBuf::from).context("cargo metadata names no target_directory")
+}
+
 /// Runs the binary and parses the last stdout line as JSON.
 fn json_of(bin: &Path, url: &str, args: &[String]) -> Result<Value> {
-    eprintln!("$ keel-demo {}", args.join(" "));
+    let name = bin.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    eprintln!("$ {name} --database-url <test database> {}", args.join(" "));
     let out = Command::new(bin)
         .arg("--database-url")
         .arg(url)
@@ -63,7 +98,7 @@ fn json_of(bin: &Path, url: &str, args: &[String]) -> Result<Value> {
         .with_context(|| format!("starting {}", bin.display()))?;
     let stdout = String::from_utf8_lossy(&out.stdout);
     if !out.status.success() {
-        bail!("keel-demo {} failed: {}{}", args.join(" "), stdout, String::from_utf8_lossy(&out.stderr));
+        bail!("{name} {} failed: {}{}", args.join(" "), stdout, String::from_utf8_lossy(&out.stderr));
     }
     let line = stdout.lines().last().unwrap_or_default();
     serde_json::from_str(line).with_context(|| format!("parsing {line:?}"))
@@ -104,8 +139,7 @@ pub fn bench(root: &Path, backend: &str, quick: bool) -> Result<()> {
             stream_rows: 1_000_000,
         }
     };
-    crate::run(crate::cargo().args(["build", "--release", "-p", "keel-demo"]))?;
-    let bin = root.join("target/release/keel-demo");
+    let bins = build()?;
     let out_dir = root.join("target/bench");
     std::fs::create_dir_all(&out_dir).context("creating target/bench")?;
     let rt = crate::runtime()?;
@@ -132,7 +166,7 @@ pub fn bench(root: &Path, backend: &str, quick: bool) -> Result<()> {
             }
         };
         let url = db.url().expose_secret().to_owned();
-        let outcome = bench_one(&bin, &url, backend, &plan, &mut report, &mut results);
+        let outcome = bench_one(&bins, &url, backend, &plan, &mut report, &mut results);
         rt.block_on(db.drop_database());
         outcome?;
     }
@@ -146,7 +180,7 @@ pub fn bench(root: &Path, backend: &str, quick: bool) -> Result<()> {
 }
 
 fn bench_one(
-    bin: &Path,
+    bins: &Bins,
     url: &str,
     backend: Backend,
     plan: &Plan,
@@ -164,8 +198,8 @@ fn bench_one(
         "--accounts".into(),
         plan.accounts.to_string(),
     ];
-    eprintln!("$ keel-demo {}", seed.join(" "));
-    let status = Command::new(bin).arg("--database-url").arg(url).args(&seed).status()?;
+    eprintln!("$ keel-demo --database-url <test database> {}", seed.join(" "));
+    let status = Command::new(&bins.demo).arg("--database-url").arg(url).args(&seed).status()?;
     if !status.success() {
         bail!("seeding {backend} failed");
     }
@@ -178,10 +212,10 @@ fn bench_one(
     for (label, workload, concurrency) in RUNS {
         let mut keel_ops = 0.0;
         for stack in &stacks {
-            let mut args: Vec<String> = if *stack == "keel" {
-                vec!["load".into(), workload.to_string()]
+            let (bin, mut args): (&Path, Vec<String>) = if *stack == "keel" {
+                (&bins.demo, vec!["load".into(), workload.to_string()])
             } else {
-                vec!["bench-raw".into(), "--stack".into(), stack.to_string(), workload.to_string()]
+                (&bins.bench, vec!["raw".into(), "--stack".into(), stack.to_string(), workload.to_string()])
             };
             args.extend(
                 [
@@ -225,13 +259,13 @@ fn bench_one(
     let mut rates = std::collections::BTreeMap::new();
     for method in bulk_methods(backend) {
         let args = [
-            "bench-bulk".to_owned(),
+            "bulk".to_owned(),
             "--method".into(),
             method.to_owned(),
             "--rows".into(),
             plan.bulk_rows.to_string(),
         ];
-        let r = json_of(bin, url, &args)?;
+        let r = json_of(&bins.bench, url, &args)?;
         rates.insert(method, num(&r, "rows_per_s"));
         writeln!(
             bulk,
@@ -258,8 +292,8 @@ fn bench_one(
     }
     writeln!(report, "\n")?;
 
-    let args = ["bench-stream".to_owned(), "--rows".into(), plan.stream_rows.to_string()];
-    let r = json_of(bin, url, &args)?;
+    let args = ["stream".to_owned(), "--rows".into(), plan.stream_rows.to_string()];
+    let r = json_of(&bins.bench, url, &args)?;
     writeln!(
         report,
         "Streaming {} users: {:.1} s ({:.0} rows/s), RSS {} MiB before, peak {} MiB.\n",

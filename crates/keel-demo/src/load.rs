@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
-use keel_pool::{Pool, with_conn};
+use keel_pool::{Config, Pool, with_conn};
 use keel_repo::Repo;
 use keel_schema::schema::{accounts, users};
 use keel_schema::{Id, NewUser};
@@ -126,7 +126,7 @@ struct Tally {
 }
 
 /// Ids of existing rows to pick from (at most 100,000).
-pub(crate) async fn sample_ids(pool: &Pool, accounts_table: bool) -> Result<Vec<Id>> {
+pub async fn sample_ids(pool: &Pool, accounts_table: bool) -> Result<Vec<Id>> {
     let mut conn = pool.get().await?;
     let ids: Vec<Id> = if accounts_table {
         with_conn!(&mut conn, |c| accounts::table.select(accounts::id).limit(100_000).load(c).await)?
@@ -253,35 +253,50 @@ pub async fn run(pool: &Pool, args: &LoadArgs) -> Result<Report> {
         Workload::Transfer => Some(repo.total_balance().await?),
         _ => None,
     };
-    let errors = all.errors.into_iter().map(|(k, v)| (k.to_owned(), v)).collect();
-    let mut report = report(
-        args,
-        pool.backend(),
-        all.latencies_us,
-        errors,
+    let measured = Measured {
+        latencies_us: all.latencies_us,
+        errors_by_kind: all.errors.into_iter().map(|(k, v)| (k.to_owned(), v)).collect(),
         retries,
-        all.timed_out,
-        all.wrong,
+        timed_out: all.timed_out,
+        wrong_results: all.wrong,
         balance_before,
         balance_after,
-    );
+    };
+    let mut report = report(args, pool.backend(), measured);
     report.acquire_p99_us = Some(pool.stats().acquire_p99_us);
     Ok(report)
 }
 
-/// Builds a report from what the tasks gathered (shared with the raw baselines).
-#[allow(clippy::too_many_arguments)]
-pub(crate) fn report(
-    args: &LoadArgs,
-    backend: keel_pool::Backend,
-    mut latencies_us: Vec<u32>,
-    errors_by_kind: BTreeMap<String, u64>,
-    retries: u64,
-    timed_out: u64,
-    wrong_results: u64,
-    balance_before: Option<i64>,
-    balance_after: Option<i64>,
-) -> Report {
+/// What the tasks of one run gathered, before it is summarised into a [`Report`].
+#[derive(Debug, Clone, Default)]
+pub struct Measured {
+    /// Latency of every completed (and checked) operation, µs.
+    pub latencies_us: Vec<u32>,
+    /// Failures by `ErrorKind::as_str`.
+    pub errors_by_kind: BTreeMap<String, u64>,
+    /// Retries the pool made during the measured window.
+    pub retries: u64,
+    /// Operations cancelled by `--client-timeout-ms`.
+    pub timed_out: u64,
+    /// Results that did not match what was asked for.
+    pub wrong_results: u64,
+    /// Sum of all balances before (transfer only).
+    pub balance_before: Option<i64>,
+    /// Sum of all balances after (transfer only).
+    pub balance_after: Option<i64>,
+}
+
+/// Summarises what a run measured (shared with the raw baselines of `keel-bench`).
+pub fn report(args: &LoadArgs, backend: keel_pool::Backend, measured: Measured) -> Report {
+    let Measured {
+        mut latencies_us,
+        errors_by_kind,
+        retries,
+        timed_out,
+        wrong_results,
+        balance_before,
+        balance_after,
+    } = measured;
     latencies_us.sort_unstable();
     let q = |p: f64| -> u64 {
         if latencies_us.is_empty() {
@@ -310,6 +325,27 @@ pub(crate) fn report(
         balance_after,
         acquire_p99_us: None,
     }
+}
+
+/// `keel-demo load`: opens the pool (sized by `--pool-size` when given), runs, prints the
+/// summary or the JSON report, and fails when the run found wrong results or a changed balance.
+pub async fn command(config: Config, args: &LoadArgs) -> Result<()> {
+    let config = match args.pool_size {
+        Some(n) => config.max_size(n),
+        None => config,
+    };
+    let pool = crate::open(config).await?;
+    let report = run(&pool, args).await?;
+    if args.json {
+        crate::print_json(&report)?;
+    } else {
+        println!("{}", summary(&report));
+    }
+    pool.close(Duration::from_secs(5)).await;
+    if failed(&report) {
+        bail!("the load run found wrong results or a changed balance");
+    }
+    Ok(())
 }
 
 /// The human summary.

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use keel_pool::Pool;
+use keel_pool::{Config, Pool};
 use keel_repo::Repo;
 use keel_schema::{Id, NewJob, NewUser};
 use rand::Rng;
@@ -121,6 +121,15 @@ pub struct Seeded {
     pub accounts: u64,
     /// Wall time.
     pub seconds: f64,
+}
+
+/// `keel-demo seed`: opens the pool, applies pending migrations, seeds and prints the summary.
+pub async fn command(config: Config, args: &SeedArgs) -> Result<()> {
+    let pool = crate::open(config).await?;
+    pool.migrate().await.context("running migrations")?;
+    let seeded = run(&pool, args).await?;
+    println!("{}", summary(&seeded));
+    Ok(())
 }
 
 /// A realistic user; `tag` keeps emails unique across runs on the same database.

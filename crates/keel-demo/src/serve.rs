@@ -28,9 +28,23 @@
 //! Once running, outages are survived: requests get 503 with `Retry-After` while the database
 //! is away and succeed again when it returns (the pool opens new connections on demand).
 //!
-//! With `KEEL_DEMO_TEST_ROUTES=1` in the environment, `GET /debug/sleep?ms=` holds a pooled
-//! connection for `ms` milliseconds, then answers 200: the shutdown tests use it as a slow
-//! in-flight request.
+//! With `KEEL_DEMO_TEST_ROUTES=1` in the environment (or [`Settings::test_routes`]),
+//! `GET /debug/sleep?ms=` holds a pooled connection for `ms` milliseconds, then answers 200:
+//! the shutdown and timeout tests use it as a slow in-flight request.
+//!
+//! In process, without a port — what the route tests do:
+//!
+//! ```no_run
+//! use tower::ServiceExt as _;
+//!
+//! # async fn demo(pool: keel_pool::Pool) {
+//! let state = keel_demo::serve::AppState::new(keel_repo::Repo::new(pool), keel_demo::serve::Settings::default());
+//! let app = keel_demo::serve::router(state);
+//! let request = axum::http::Request::get("/health").body(axum::body::Body::empty()).unwrap();
+//! let response = app.oneshot(request).await.unwrap();
+//! assert_eq!(response.status(), 200);
+//! # }
+//! ```
 
 mod error;
 mod extract;
@@ -76,21 +90,83 @@ pub struct ServeArgs {
     pub skip_migrations: bool,
 }
 
-/// What every handler shares: the repository (and through it the pool) and the HTTP counters.
+impl ServeArgs {
+    /// The router settings these options ask for; the test routes follow
+    /// [`TEST_ROUTES_ENV`].
+    pub fn settings(&self) -> Settings {
+        Settings {
+            request_timeout: Duration::from_secs(self.request_timeout_secs.max(1)),
+            max_body_bytes: self.max_body_bytes,
+            test_routes: std::env::var(TEST_ROUTES_ENV).is_ok_and(|v| v == "1"),
+        }
+    }
+}
+
+/// How the router treats requests.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct Settings {
+    /// Longest a request may take before it is stopped with 504 (default 30 s).
+    pub request_timeout: Duration,
+    /// Largest request body accepted; larger ones get 413 (default 64 KiB).
+    pub max_body_bytes: usize,
+    /// Whether `GET /debug/sleep` is routed (default no).
+    pub test_routes: bool,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings { request_timeout: Duration::from_secs(30), max_body_bytes: 64 * 1024, test_routes: false }
+    }
+}
+
+impl Settings {
+    /// These settings with another request timeout.
+    pub fn request_timeout(mut self, timeout: Duration) -> Self {
+        self.request_timeout = timeout;
+        self
+    }
+
+    /// These settings with another body limit.
+    pub fn max_body_bytes(mut self, bytes: usize) -> Self {
+        self.max_body_bytes = bytes;
+        self
+    }
+
+    /// These settings with the test routes on or off.
+    pub fn test_routes(mut self, on: bool) -> Self {
+        self.test_routes = on;
+        self
+    }
+}
+
+/// What every handler shares: the repository (and through it the pool), the HTTP counters and
+/// the router settings.
 #[derive(Clone)]
-pub(crate) struct AppState {
+pub struct AppState {
     repo: Repo,
     http: Arc<metrics::HttpMetrics>,
+    settings: Settings,
 }
 
 impl AppState {
+    /// The state of a fresh application over `repo`, its HTTP counters at zero.
+    pub fn new(repo: Repo, settings: Settings) -> Self {
+        AppState { repo, http: Arc::default(), settings }
+    }
+
     fn pool(&self) -> &Pool {
         self.repo.pool()
     }
 }
 
-/// Runs the server until SIGINT/SIGTERM; see the module docs.
-pub async fn run(config: Config, args: ServeArgs) -> Result<()> {
+/// Serves the HTTP API until `shutdown` resolves (with the name of what stopped it, e.g.
+/// [`shutdown_signal`]'s `"SIGTERM"`), then drains and closes; see the module docs.
+pub async fn run(
+    config: Config,
+    args: ServeArgs,
+    shutdown: impl Future<Output = &'static str> + Send + 'static,
+) -> Result<()> {
     let url = config.url().to_string();
     let pool = Pool::connect(config).await.with_context(|| format!("opening {url}"))?;
     if !args.skip_migrations {
@@ -98,14 +174,10 @@ pub async fn run(config: Config, args: ServeArgs) -> Result<()> {
             tracing::info!(%version, "applied migration");
         }
     }
-    // Handlers are installed before the port is announced, so a signal sent as soon as the
-    // address is printed is a graceful shutdown, not a kill.
-    let signal = shutdown_signal().context("installing the SIGINT/SIGTERM handlers")?;
     let listener =
         tokio::net::TcpListener::bind(args.addr).await.with_context(|| format!("binding {}", args.addr))?;
     let addr = listener.local_addr().context("reading the bound address")?;
-    let state = AppState { repo: Repo::new(pool.clone()), http: Arc::default() };
-    let app = router(state, &args, test_routes_enabled());
+    let app = router(AppState::new(Repo::new(pool.clone()), args.settings()));
 
     // The one line on stdout (tests and scripts read the port from it); logs go to stderr.
     {
@@ -119,7 +191,7 @@ pub async fn run(config: Config, args: ServeArgs) -> Result<()> {
 
     let (signalled_tx, signalled_rx) = tokio::sync::oneshot::channel::<()>();
     let server = axum::serve(listener, app).with_graceful_shutdown(async move {
-        let name = signal.await;
+        let name = shutdown.await;
         tracing::info!(signal = name, "shutting down: no new connections, finishing in-flight requests");
         let _ = signalled_tx.send(());
     });
@@ -148,14 +220,10 @@ pub async fn run(config: Config, args: ServeArgs) -> Result<()> {
     Ok(())
 }
 
-fn test_routes_enabled() -> bool {
-    std::env::var(TEST_ROUTES_ENV).is_ok_and(|v| v == "1")
-}
-
 /// The application: routes, then (inner to outer) the body limit, the timeout/panic guard, the
 /// HTTP metrics and request tracing. `Router::layer` wraps each route, so the metrics layer
 /// sees the matched route template.
-fn router(state: AppState, args: &ServeArgs, test_routes: bool) -> Router {
+pub fn router(state: AppState) -> Router {
     use handlers as h;
     let mut routes = Router::new()
         .route("/health", get(h::health))
@@ -165,14 +233,14 @@ fn router(state: AppState, args: &ServeArgs, test_routes: bool) -> Router {
         .route("/users/{id}/jobs", get(h::user_jobs).post(h::create_job))
         .route("/accounts/{id}", get(h::get_account))
         .route("/transfers", axum::routing::post(h::create_transfer));
-    if test_routes {
+    if state.settings.test_routes {
         routes = routes.route("/debug/sleep", get(h::debug_sleep));
     }
-    let timeout = Duration::from_secs(args.request_timeout_secs.max(1));
+    let timeout = state.settings.request_timeout;
     routes
         .method_not_allowed_fallback(h::method_not_allowed)
         .fallback(h::no_route)
-        .layer(DefaultBodyLimit::max(args.max_body_bytes))
+        .layer(DefaultBodyLimit::max(state.settings.max_body_bytes))
         .layer(axum::middleware::from_fn_with_state(timeout, error::guard))
         .layer(axum::middleware::from_fn_with_state(Arc::clone(&state.http), metrics::track))
         // 5xx are logged once, with the keel error, where they are made (`error.rs`).
@@ -183,7 +251,7 @@ fn router(state: AppState, args: &ServeArgs, test_routes: bool) -> Router {
 /// Resolves with the name of the first SIGINT or SIGTERM received. The handlers are
 /// registered when this is called, not when the future is first polled.
 #[cfg(unix)]
-fn shutdown_signal() -> std::io::Result<impl Future<Output = &'static str> + Send> {
+pub fn shutdown_signal() -> std::io::Result<impl Future<Output = &'static str> + Send> {
     use tokio::signal::unix::{SignalKind, signal};
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
@@ -197,7 +265,7 @@ fn shutdown_signal() -> std::io::Result<impl Future<Output = &'static str> + Sen
 
 /// Resolves on Ctrl-C (the only signal outside Unix).
 #[cfg(not(unix))]
-fn shutdown_signal() -> std::io::Result<impl Future<Output = &'static str> + Send> {
+pub fn shutdown_signal() -> std::io::Result<impl Future<Output = &'static str> + Send> {
     Ok(async {
         let _ = tokio::signal::ctrl_c().await;
         "ctrl-c"

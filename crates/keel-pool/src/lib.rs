@@ -13,7 +13,6 @@
 //! - [`conn`]: [`Conn`] and the connection types; the [`with_conn!`] macro.
 //! - [`pool`]: the [`Pool`] type.
 //! - [`migrate`]: the embedded migrations.
-//! - `testing` (feature `testing`): a database per test, on every backend.
 //!
 //! ```no_run
 //! use diesel::prelude::*;
@@ -40,8 +39,6 @@ pub mod retry;
 pub mod reuse;
 pub mod run;
 pub mod stats;
-#[cfg(feature = "testing")]
-pub mod testing;
 pub mod tx;
 
 pub use config::{Backend, Config, DatabaseUrl, SqliteTarget};

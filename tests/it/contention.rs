@@ -10,12 +10,12 @@ use std::time::{Duration, Instant};
 
 use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
-use keel_pool::testing::for_each_backend;
 use keel_pool::{
     Backend, Conn, Error, ErrorKind, Isolation, Pool, ScopedFutureExt, TxError, TxOptions, with_conn,
 };
 use keel_schema::schema::{accounts, transfers};
 use keel_schema::{Id, NewAccount, NewTransfer, NewUser, Timestamp};
+use keel_test::for_each_backend;
 use rand::Rng;
 
 #[derive(Debug)]
@@ -110,21 +110,21 @@ async fn kill_one(side: &Pool, app: &str) -> bool {
     let victim: Option<Victim> =
         with_conn!(&mut conn, |c| diesel::sql_query(&sql).get_result(c).await.optional()).ok().flatten();
     let Some(v) = victim else { return false };
-    keel_tests::terminate(side, v.id as u64).await;
+    keel_test::terminate(side, v.id as u64).await;
     true
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_ledger_survives_contention_and_terminated_sessions() {
     let secs: u64 = std::env::var("KEEL_CONTENTION_SECS").ok().and_then(|s| s.parse().ok()).unwrap_or(10);
-    for_each_backend("contention", |pool| async move {
+    for_each_backend(|pool| async move {
         let b = pool.backend();
         if b == Backend::Sqlite {
             return; // one writer at a time, and no sessions to terminate
         }
         let app = "keel-contention";
-        let work = keel_tests::pool_with(&pool, |c| c.max_size(16).application_name(app)).await;
-        let side = keel_tests::side_pool(&pool).await;
+        let work = keel_test::pool_with(&pool, |c| c.max_size(16).application_name(app)).await;
+        let side = keel_test::side_pool(&pool).await;
 
         let mut conn = pool.get().await.unwrap();
         let owner = NewUser::new("Ledger", "ledger@example.com");

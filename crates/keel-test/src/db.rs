@@ -1,4 +1,4 @@
-//! Isolated databases for tests (feature `testing`).
+//! A database of each test's own, on every backend.
 //!
 //! Every test gets a database of its own, so tests run in parallel without seeing each other:
 //! - PostgreSQL: `CREATE DATABASE … TEMPLATE keel_template`, a file copy that takes
@@ -10,25 +10,12 @@
 //!
 //! A database is dropped when its test passes and kept, with its name printed, when it fails.
 //!
-//! Server URLs come from `KEEL_TEST_POSTGRES_URL` (default
-//! `postgres://root@127.0.0.1:5432/postgres`) and `KEEL_TEST_MYSQL_URL` (default
-//! `mysql://root@127.0.0.1:3306/test`). A backend whose server is unreachable is reported as
-//! skipped, with the reason, unless `KEEL_REQUIRE_BACKENDS` (comma list, e.g.
-//! `postgres,mysql,sqlite`) names it: then the test fails. With `KEEL_TEST_REPORT_DIR` set,
-//! each outcome is appended to `results.tsv` there, which `cargo xtask test` summarises.
-//!
-//! ```no_run
-//! #[tokio::test(flavor = "multi_thread")]
-//! async fn counts_users() {
-//!     keel_pool::testing::for_each_backend("counts_users", |pool| async move {
-//!         let _conn = pool.get().await.unwrap();
-//!     })
-//!     .await;
-//! }
-//! ```
+//! Servers are found as [`servers`](crate::servers) says; a backend whose server is unreachable
+//! is skipped, with the reason, unless it is required. Every outcome is recorded in the
+//! [`report`](crate::report) file. The helpers that run a test body ([`test_db`], [`run_on`],
+//! [`for_each_backend`]) label it with the running test's name ([`current_test`]).
 
 use std::future::Future;
-use std::io::Write as _;
 use std::panic::AssertUnwindSafe;
 use std::path::PathBuf;
 
@@ -36,44 +23,17 @@ use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Nullable, Text};
 use diesel_async::{RunQueryDsl, SimpleAsyncConnection as _};
 use futures_util::FutureExt as _;
+use keel_pool::migrate::FINGERPRINT;
+use keel_pool::{Backend, Config, Conn, DatabaseUrl, Error, ErrorKind, Pool, with_conn};
 
-use crate::config::{Backend, Config, DatabaseUrl};
-use crate::conn::{MysqlConnection, PgConnection};
-use crate::error::{Error, ErrorKind};
-use crate::migrate::FINGERPRINT;
-use crate::pool::Pool;
+use crate::report::{Outcome, record};
+use crate::servers::{required_backends, server_url};
 
 /// The PostgreSQL template every test database is copied from.
 pub const TEMPLATE: &str = "keel_template";
 
 /// Prefix of every database (or SQLite file) this module creates.
 pub const PREFIX: &str = "keel_t_";
-
-/// Server URL for tests on `backend`: the `KEEL_TEST_*_URL` variable or its default.
-/// `None` for SQLite, which needs no server.
-pub fn server_url(backend: Backend) -> Option<String> {
-    match backend {
-        Backend::Postgres => Some(
-            std::env::var("KEEL_TEST_POSTGRES_URL")
-                .unwrap_or_else(|_| "postgres://root@127.0.0.1:5432/postgres".to_owned()),
-        ),
-        Backend::Mysql => Some(
-            std::env::var("KEEL_TEST_MYSQL_URL")
-                .unwrap_or_else(|_| "mysql://root@127.0.0.1:3306/test".to_owned()),
-        ),
-        Backend::Sqlite => None,
-    }
-}
-
-/// Backends named in `KEEL_REQUIRE_BACKENDS`: for these an unreachable server fails the test.
-pub fn required_backends() -> Vec<Backend> {
-    std::env::var("KEEL_REQUIRE_BACKENDS")
-        .unwrap_or_default()
-        .split(',')
-        .filter(|s| !s.trim().is_empty())
-        .filter_map(|s| s.parse().ok())
-        .collect()
-}
 
 /// Why a test database could not be made.
 #[derive(Debug, thiserror::Error)]
@@ -101,10 +61,6 @@ fn setup_err(backend: Backend) -> impl Fn(Error) -> TestDbError {
     }
 }
 
-fn query_err(backend: Backend) -> impl Fn(diesel::result::Error) -> TestDbError {
-    move |e| TestDbError::Setup(backend, crate::classify(backend, e))
-}
-
 /// A database of a test's own, with a pool on it.
 pub struct TestDb {
     backend: Backend,
@@ -130,18 +86,20 @@ fn unique_name(test: &str) -> String {
     format!("{PREFIX}{tag}_{}", &random[20..])
 }
 
-async fn admin_pg(url: &DatabaseUrl) -> Result<PgConnection, TestDbError> {
-    crate::connect::pg(&Config::new(url.expose_secret()).map_err(setup_err(Backend::Postgres))?)
-        .await
-        .map(|(c, _)| c)
-        .map_err(setup_err(Backend::Postgres))
+/// An administrative session on the server at `url`, through a pool of one connection (so it
+/// is opened with keel's own settings, TLS included, and errors are classified the keel way).
+async fn admin(backend: Backend, url: &DatabaseUrl) -> Result<Conn, TestDbError> {
+    let config = Config::new(url.expose_secret()).map_err(setup_err(backend))?.max_size(1);
+    let pool = Pool::connect(config).await.map_err(setup_err(backend))?;
+    pool.get().await.map_err(setup_err(backend))
 }
 
-async fn admin_mysql(url: &DatabaseUrl) -> Result<MysqlConnection, TestDbError> {
-    crate::connect::mysql(&Config::new(url.expose_secret()).map_err(setup_err(Backend::Mysql))?)
-        .await
-        .map(|(c, _)| c)
-        .map_err(setup_err(Backend::Mysql))
+/// Runs each statement on `conn`, one call per statement.
+async fn run_each(backend: Backend, conn: &mut Conn, statements: &[String]) -> Result<(), TestDbError> {
+    for sql in statements {
+        with_conn!(conn, |c| c.batch_execute(sql).await).map_err(|e| TestDbError::Setup(backend, e))?;
+    }
+    Ok(())
 }
 
 #[derive(QueryableByName)]
@@ -155,21 +113,18 @@ struct Comment {
 pub async fn prepare_postgres_template(force: bool) -> Result<(), TestDbError> {
     let b = Backend::Postgres;
     let admin_url = DatabaseUrl::parse(&server_url(b).unwrap_or_default()).map_err(setup_err(b))?;
-    let mut admin = admin_pg(&admin_url).await?;
+    let mut admin = admin(b, &admin_url).await?;
     // One builder at a time across processes; the lock ends with the session.
-    diesel::sql_query("SELECT pg_advisory_lock(740213555)")
-        .execute(&mut admin)
-        .await
-        .map_err(query_err(b))?;
+    run_each(b, &mut admin, &["SELECT pg_advisory_lock(740213555)".to_owned()]).await?;
     let expected = format!("keel migrations {FINGERPRINT}");
-    let current: Option<Comment> = diesel::sql_query(
+    let current: Option<Comment> = with_conn!(&mut admin, |c| diesel::sql_query(
         "SELECT shobj_description(oid, 'pg_database') AS comment FROM pg_database WHERE datname = $1",
     )
     .bind::<Text, _>(TEMPLATE)
-    .get_result(&mut admin)
+    .get_result(c)
     .await
-    .optional()
-    .map_err(query_err(b))?;
+    .optional())
+    .map_err(|e| TestDbError::Setup(b, e))?;
     let up_to_date = current.as_ref().and_then(|c| c.comment.as_deref()) == Some(expected.as_str());
     if up_to_date && !force {
         return Ok(());
@@ -178,6 +133,7 @@ pub async fn prepare_postgres_template(force: bool) -> Result<(), TestDbError> {
         // One statement per call: PostgreSQL runs a multi-statement string as one transaction,
         // and DROP DATABASE refuses to run inside one.
         run_each(
+            b,
             &mut admin,
             &[
                 format!("ALTER DATABASE {TEMPLATE} WITH IS_TEMPLATE false"),
@@ -186,7 +142,7 @@ pub async fn prepare_postgres_template(force: bool) -> Result<(), TestDbError> {
         )
         .await?;
     }
-    admin.batch_execute(&format!("CREATE DATABASE {TEMPLATE}")).await.map_err(query_err(b))?;
+    run_each(b, &mut admin, &[format!("CREATE DATABASE {TEMPLATE}")]).await?;
     let template_url = admin_url.with_database(TEMPLATE).map_err(setup_err(b))?;
     {
         let pool =
@@ -196,7 +152,7 @@ pub async fn prepare_postgres_template(force: bool) -> Result<(), TestDbError> {
         pool.migrate().await.map_err(setup_err(b))?;
     }
     // Copying needs the template without sessions: drop any the pool left behind.
-    run_each(&mut admin, &[
+    run_each(b, &mut admin, &[
         format!(
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{TEMPLATE}' AND pid <> pg_backend_pid()"
         ),
@@ -204,13 +160,6 @@ pub async fn prepare_postgres_template(force: bool) -> Result<(), TestDbError> {
         format!("ALTER DATABASE {TEMPLATE} WITH IS_TEMPLATE true"),
     ])
     .await?;
-    Ok(())
-}
-
-async fn run_each(admin: &mut PgConnection, statements: &[String]) -> Result<(), TestDbError> {
-    for sql in statements {
-        admin.batch_execute(sql).await.map_err(query_err(Backend::Postgres))?;
-    }
     Ok(())
 }
 
@@ -233,15 +182,13 @@ impl TestDb {
             Backend::Postgres => {
                 let admin_url = DatabaseUrl::parse(&server_url(backend).unwrap_or_default())
                     .map_err(setup_err(backend))?;
-                let mut admin = admin_pg(&admin_url).await?;
+                let mut admin = admin(backend, &admin_url).await?;
                 if migrated {
                     TEMPLATE_READY.get_or_try_init(|| prepare_postgres_template(false)).await?;
                 }
                 let template = if migrated { TEMPLATE } else { "template0" };
-                admin
-                    .batch_execute(&format!("CREATE DATABASE {name} TEMPLATE {template}"))
-                    .await
-                    .map_err(query_err(backend))?;
+                run_each(backend, &mut admin, &[format!("CREATE DATABASE {name} TEMPLATE {template}")])
+                    .await?;
                 let url = admin_url.with_database(&name).map_err(setup_err(backend))?;
                 let pool = test_pool(&url).await.map_err(setup_err(backend))?;
                 Ok(TestDb { backend, name, url, admin_url: Some(admin_url), sqlite_path: None, pool })
@@ -249,11 +196,9 @@ impl TestDb {
             Backend::Mysql => {
                 let admin_url = DatabaseUrl::parse(&server_url(backend).unwrap_or_default())
                     .map_err(setup_err(backend))?;
-                let mut admin = admin_mysql(&admin_url).await?;
-                admin
-                    .batch_execute(&format!("CREATE DATABASE {name} CHARACTER SET utf8mb4"))
-                    .await
-                    .map_err(query_err(backend))?;
+                let mut admin = admin(backend, &admin_url).await?;
+                run_each(backend, &mut admin, &[format!("CREATE DATABASE {name} CHARACTER SET utf8mb4")])
+                    .await?;
                 let url = admin_url.with_database(&name).map_err(setup_err(backend))?;
                 let pool = test_pool(&url).await.map_err(setup_err(backend))?;
                 let db = TestDb { backend, name, url, admin_url: Some(admin_url), sqlite_path: None, pool };
@@ -313,23 +258,16 @@ impl TestDb {
     pub async fn drop_database(self) {
         let TestDb { backend, name, admin_url, sqlite_path, pool, .. } = self;
         drop(pool);
+        let drop_sql = match backend {
+            Backend::Postgres => format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
+            _ => format!("DROP DATABASE IF EXISTS {name}"),
+        };
         let result: Result<(), String> = match backend {
-            Backend::Postgres => match admin_url {
-                Some(url) => match admin_pg(&url).await {
-                    Ok(mut admin) => admin
-                        .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-                        .await
-                        .map_err(|e| e.to_string()),
-                    Err(e) => Err(e.to_string()),
-                },
-                None => Ok(()),
-            },
-            Backend::Mysql => match admin_url {
-                Some(url) => match admin_mysql(&url).await {
-                    Ok(mut admin) => admin
-                        .batch_execute(&format!("DROP DATABASE IF EXISTS {name}"))
-                        .await
-                        .map_err(|e| e.to_string()),
+            Backend::Postgres | Backend::Mysql => match admin_url {
+                Some(url) => match admin(backend, &url).await {
+                    Ok(mut admin) => {
+                        run_each(backend, &mut admin, &[drop_sql]).await.map_err(|e| e.to_string())
+                    }
                     Err(e) => Err(e.to_string()),
                 },
                 None => Ok(()),
@@ -346,7 +284,7 @@ impl TestDb {
             }
         };
         if let Err(e) = result {
-            eprintln!("keel testing: could not drop {backend} test database {name}: {e}");
+            eprintln!("keel-test: could not drop {backend} test database {name}: {e}");
         }
     }
 }
@@ -355,38 +293,38 @@ async fn test_pool(url: &DatabaseUrl) -> Result<Pool, Error> {
     Pool::connect(Config::new(url.expose_secret())?.max_size(4)).await
 }
 
-/// Appends one outcome line to `$KEEL_TEST_REPORT_DIR/results.tsv`, if set.
-fn report(backend: Backend, outcome: &str, test: &str, reason: &str) {
-    let Ok(dir) = std::env::var("KEEL_TEST_REPORT_DIR") else { return };
-    let reason = reason.replace(['\t', '\n'], " ");
-    let line = format!("{backend}\t{outcome}\t{test}\t{reason}\n");
-    let path = PathBuf::from(dir).join("results.tsv");
-    if let Ok(mut f) = std::fs::OpenOptions::new().create(true).append(true).open(path) {
-        // One write of one short line: appends from parallel test processes do not interleave.
-        let _ = f.write_all(line.as_bytes());
+/// The running test's name, as libtest names the thread it runs the test on (`module::test`);
+/// `"unnamed"` off a test thread (say, inside a spawned task).
+pub fn current_test() -> String {
+    match std::thread::current().name() {
+        Some(name) if name != "main" => name.to_owned(),
+        _ => "unnamed".to_owned(),
     }
 }
 
 /// Creates a migrated test database on `backend`, or returns `None` (printing and recording the
 /// reason) when its server is unreachable and the backend is not required.
 ///
+/// The database and the outcome are labelled with [`current_test`].
+///
 /// # Panics
 /// When the backend is required but unreachable, or when the server is reachable but the
 /// database cannot be prepared.
-pub async fn test_db(backend: Backend, test: &str) -> Option<TestDb> {
+pub async fn test_db(backend: Backend) -> Option<TestDb> {
+    let test = &current_test();
     match TestDb::create(backend, test).await {
         Ok(db) => Some(db),
         Err(TestDbError::Unavailable { reason, .. }) => {
             if required_backends().contains(&backend) {
-                report(backend, "failed", test, &reason);
+                record(backend, Outcome::Failed, test, &reason);
                 panic!("{backend} is required (KEEL_REQUIRE_BACKENDS) but unavailable: {reason}");
             }
             eprintln!("SKIPPED {test} on {backend}: {reason}");
-            report(backend, "skipped", test, &reason);
+            record(backend, Outcome::Skipped, test, &reason);
             None
         }
         Err(e) => {
-            report(backend, "failed", test, &e.to_string());
+            record(backend, Outcome::Failed, test, &e.to_string());
             panic!("{e}")
         }
     }
@@ -394,21 +332,22 @@ pub async fn test_db(backend: Backend, test: &str) -> Option<TestDb> {
 
 /// Runs `body` with a test database on `db`, dropping it afterwards when `body` passes and
 /// keeping it (printing where it is) when `body` panics; the panic is passed on.
-pub async fn run_on<F, Fut>(db: TestDb, test: &str, body: F)
+pub async fn run_on<F, Fut>(db: TestDb, body: F)
 where
     F: FnOnce(Pool) -> Fut,
     Fut: Future<Output = ()>,
 {
+    let test = &current_test();
     let backend = db.backend();
     let outcome = AssertUnwindSafe(body(db.pool().clone())).catch_unwind().await;
     match outcome {
         Ok(()) => {
-            report(backend, "ran", test, "");
+            record(backend, Outcome::Ran, test, "");
             db.drop_database().await;
         }
         Err(panic) => {
-            eprintln!("keel testing: {test} failed on {backend}; kept {} for inspection", db.location());
-            report(backend, "failed", test, "");
+            eprintln!("keel-test: {test} failed on {backend}; kept {} for inspection", db.location());
+            record(backend, Outcome::Failed, test, "");
             std::panic::resume_unwind(panic);
         }
     }
@@ -417,14 +356,14 @@ where
 /// Runs `body` once per backend (PostgreSQL, MySQL/MariaDB, SQLite), each time on a fresh
 /// migrated database of its own. Unreachable servers are skipped as described in the module
 /// docs.
-pub async fn for_each_backend<F, Fut>(test: &str, body: F)
+pub async fn for_each_backend<F, Fut>(body: F)
 where
     F: Fn(Pool) -> Fut,
     Fut: Future<Output = ()>,
 {
     for backend in Backend::ALL {
-        if let Some(db) = test_db(backend, test).await {
-            run_on(db, test, &body).await;
+        if let Some(db) = test_db(backend).await {
+            run_on(db, &body).await;
         }
     }
 }
@@ -439,23 +378,17 @@ pub async fn leftover_databases(backend: Backend) -> Result<Vec<String>, TestDbE
     let url = DatabaseUrl::parse(&server_url(backend).unwrap_or_default()).map_err(setup_err(backend))?;
     // `_` is a LIKE wildcard: escaped, so `keel_template` does not match `keel_t_%`.
     let pattern = format!("{}%", PREFIX.replace('_', "\\_"));
-    let rows: Vec<Name> = match backend {
-        Backend::Postgres => {
-            diesel::sql_query("SELECT datname AS name FROM pg_database WHERE datname LIKE $1")
-                .bind::<Text, _>(&pattern)
-                .load(&mut admin_pg(&url).await?)
-                .await
-                .map_err(query_err(backend))?
+    let sql = match backend {
+        Backend::Postgres => "SELECT datname AS name FROM pg_database WHERE datname LIKE $1",
+        Backend::Mysql => {
+            "SELECT schema_name AS name FROM information_schema.schemata WHERE schema_name LIKE ?"
         }
-        Backend::Mysql => diesel::sql_query(
-            "SELECT schema_name AS name FROM information_schema.schemata WHERE schema_name LIKE ?",
-        )
-        .bind::<Text, _>(&pattern)
-        .load(&mut admin_mysql(&url).await?)
-        .await
-        .map_err(query_err(backend))?,
-        Backend::Sqlite => Vec::new(),
+        Backend::Sqlite => return Ok(Vec::new()),
     };
+    let mut conn = admin(backend, &url).await?;
+    let rows: Vec<Name> =
+        with_conn!(&mut conn, |c| diesel::sql_query(sql).bind::<Text, _>(&pattern).load(c).await)
+            .map_err(|e| TestDbError::Setup(backend, e))?;
     Ok(rows.into_iter().map(|r| r.name).collect())
 }
 
@@ -468,6 +401,6 @@ pub async fn count_rows(pool: &Pool, table: &str) -> Result<i64, Error> {
     }
     let sql = format!("SELECT COUNT(*) AS n FROM {table}");
     let mut conn = pool.get().await?;
-    let row: Count = crate::with_conn!(&mut conn, |c| diesel::sql_query(&sql).get_result(c).await)?;
+    let row: Count = with_conn!(&mut conn, |c| diesel::sql_query(&sql).get_result(c).await)?;
     Ok(row.n)
 }

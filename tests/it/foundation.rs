@@ -5,10 +5,10 @@ use std::time::{Duration, Instant};
 
 use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
-use keel_pool::testing::{TestDb, for_each_backend, run_on, test_db};
 use keel_pool::{Backend, Config, ErrorKind, Pool, with_conn};
 use keel_schema::schema::{jobs, users};
 use keel_schema::{Id, Job, NewJob, NewUser, Timestamp, User};
+use keel_test::{TestDb, for_each_backend, run_on, test_db};
 
 async fn insert_user(pool: &Pool, user: &NewUser) -> Result<(), keel_pool::Error> {
     let mut conn = pool.get().await?;
@@ -41,16 +41,15 @@ async fn table_names(pool: &Pool) -> Vec<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn migrations_go_up_down_and_up_again() {
     for backend in Backend::ALL {
-        let test = "migrations_up_down_up";
-        let db = match TestDb::create_empty(backend, test).await {
+        let db = match TestDb::create_empty(backend, &keel_test::current_test()).await {
             Ok(db) => db,
             Err(e) => {
                 // Same skip/require rules as every other test.
-                assert!(test_db(backend, test).await.is_none(), "{e}");
+                assert!(test_db(backend).await.is_none(), "{e}");
                 continue;
             }
         };
-        run_on(db, test, |pool| async move {
+        run_on(db, |pool| async move {
             let all = vec!["accounts", "jobs", "transfers", "users"];
             let status = pool.migration_status().await.unwrap();
             assert!(status.applied.is_empty(), "{status:?}");
@@ -77,7 +76,7 @@ async fn migrations_go_up_down_and_up_again() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn users_and_jobs_read_back_through_an_inner_join() {
-    for_each_backend("inner_join", |pool| async move {
+    for_each_backend(|pool| async move {
         let alice = NewUser::new("Alice", "alice@example.com");
         let bob = NewUser::new("Bob", "bob@example.com");
         let carol = NewUser::new("Carol (no jobs)", "carol@example.com");
@@ -126,7 +125,7 @@ async fn users_and_jobs_read_back_through_an_inner_join() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn constraint_violations_are_distinguishable() {
-    for_each_backend("constraint_errors", |pool| async move {
+    for_each_backend(|pool| async move {
         let backend = pool.backend();
         let first = NewUser::new("First", "same@example.com");
         insert_user(&pool, &first).await.unwrap();
@@ -147,15 +146,15 @@ async fn constraint_violations_are_distinguishable() {
         assert_eq!(err.kind(), ErrorKind::CheckViolation, "{backend}: {err}");
 
         // Nothing of the failed inserts was written.
-        assert_eq!(keel_pool::testing::count_rows(&pool, "users").await.unwrap(), 1);
-        assert_eq!(keel_pool::testing::count_rows(&pool, "jobs").await.unwrap(), 0);
+        assert_eq!(keel_test::count_rows(&pool, "users").await.unwrap(), 1);
+        assert_eq!(keel_test::count_rows(&pool, "jobs").await.unwrap(), 0);
     })
     .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ids_and_microsecond_timestamps_round_trip() {
-    for_each_backend("id_and_time_roundtrip", |pool| async move {
+    for_each_backend(|pool| async move {
         let backend = pool.backend();
         // Edge values: all-zero and all-ones bytes, a v4 and a v7 id; a time with 6 significant
         // fractional digits.
@@ -274,19 +273,19 @@ async fn sqlite_in_memory_is_one_shared_connection() {
     assert_eq!(pool.state().max_size, 1);
     pool.migrate().await.unwrap();
     insert_user(&pool, &NewUser::new("Mem", "mem@example.com")).await.unwrap();
-    assert_eq!(keel_pool::testing::count_rows(&pool, "users").await.unwrap(), 1);
+    assert_eq!(keel_test::count_rows(&pool, "users").await.unwrap(), 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn leftover_listing_finds_kept_databases_but_not_the_template() {
     for backend in [Backend::Postgres, Backend::Mysql] {
-        let Some(db) = test_db(backend, "leftover_probe").await else { continue };
+        let Some(db) = test_db(backend).await else { continue };
         let name = db.name().to_owned();
-        let listed = keel_pool::testing::leftover_databases(backend).await.unwrap();
+        let listed = keel_test::leftover_databases(backend).await.unwrap();
         assert!(listed.contains(&name), "{backend}: {name} not in {listed:?}");
-        assert!(!listed.iter().any(|n| n == keel_pool::testing::TEMPLATE), "{backend}: {listed:?}");
+        assert!(!listed.iter().any(|n| n == keel_test::TEMPLATE), "{backend}: {listed:?}");
         db.drop_database().await;
-        let listed = keel_pool::testing::leftover_databases(backend).await.unwrap();
+        let listed = keel_test::leftover_databases(backend).await.unwrap();
         assert!(!listed.contains(&name), "{backend}: dropped database still listed");
     }
 }

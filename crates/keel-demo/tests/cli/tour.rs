@@ -1,8 +1,9 @@
-//! The tour runs to completion on every backend, twice on the same database.
+//! The tour, seed and load commands as a user runs them: the binary on every backend, its
+//! stdout, its exit status; the tour twice on the same database.
 
 use std::process::Command;
 
-use keel_pool::testing::for_each_backend;
+use keel_test::for_each_backend;
 
 fn run_demo(url: &str, args: &[&str]) -> String {
     let out = Command::new(env!("CARGO_BIN_EXE_keel-demo"))
@@ -19,7 +20,7 @@ fn run_demo(url: &str, args: &[&str]) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tour_runs_twice_on_every_backend() {
-    for_each_backend("demo_tour", |pool| async move {
+    for_each_backend(|pool| async move {
         let url = pool.config().url().expose_secret().to_owned();
         drop(pool);
         let first = run_demo(&url, &[]);
@@ -83,7 +84,7 @@ fn an_unreachable_server_is_a_clear_error_without_the_password() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn seed_inserts_what_it_says_on_every_backend() {
-    for_each_backend("demo_seed", |pool| async move {
+    for_each_backend(|pool| async move {
         let url = pool.config().url().expose_secret().to_owned();
         let args = ["seed", "--users", "1200", "--jobs-per-user", "3", "--accounts", "50", "--batch", "500"];
         let out = run_demo(&url, &args);
@@ -99,7 +100,7 @@ async fn seed_inserts_what_it_says_on_every_backend() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn load_checks_every_result_and_prints_one_json_object() {
-    for_each_backend("demo_load", |pool| async move {
+    for_each_backend(|pool| async move {
         let url = pool.config().url().expose_secret().to_owned();
         run_demo(&url, &["seed", "--users", "300", "--jobs-per-user", "5", "--accounts", "20"]);
         for workload in ["point-select", "join", "insert", "transfer"] {

@@ -1,46 +1,14 @@
-//! Support for keel's end-to-end tests (the tests themselves live in `tests/`): raw SQL on a
-//! pooled connection, terminating a session from the side, and a TCP proxy that fault tests
-//! control, so they can cut connections without touching the real server or other tests.
+//! A TCP proxy in front of a database server that fault tests control: it cuts every open
+//! connection (as a crash or restart would), refuses new ones, or drops the connection around
+//! the next `COMMIT`, so tests cut connections without touching the real server or other tests.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::SeqCst};
 
-use diesel_async::SimpleAsyncConnection as _;
-use keel_pool::{Backend, Config, Conn, Pool, with_conn};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
-
-/// Runs `sql` (one or more statements) on `conn`.
-pub async fn exec(conn: &mut Conn, sql: &str) -> Result<(), keel_pool::Error> {
-    with_conn!(conn, |c| c.batch_execute(sql).await)
-}
-
-/// Runs `sql` on a connection from `pool`.
-pub async fn exec_on(pool: &Pool, sql: &str) -> Result<(), keel_pool::Error> {
-    exec(&mut pool.get().await?, sql).await
-}
-
-/// Another pool on the same database as `pool`, configured by `adjust`.
-pub async fn pool_with(pool: &Pool, adjust: impl FnOnce(Config) -> Config) -> Pool {
-    Pool::connect(adjust(Config::new(pool.config().url().expose_secret()).unwrap())).await.unwrap()
-}
-
-/// A second pool on the same database, for acting on the first one's sessions from the side.
-pub async fn side_pool(pool: &Pool) -> Pool {
-    pool_with(pool, |c| c.max_size(2)).await
-}
-
-/// Ends the server session `server_id` (PostgreSQL `pg_terminate_backend`, MySQL `KILL`).
-pub async fn terminate(side: &Pool, server_id: u64) {
-    let sql = match side.backend() {
-        Backend::Postgres => format!("SELECT pg_terminate_backend({server_id})"),
-        Backend::Mysql => format!("KILL {server_id}"),
-        Backend::Sqlite => return,
-    };
-    let _ = exec_on(side, &sql).await;
-}
 
 /// What the proxy does with the next client chunk containing `COMMIT`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

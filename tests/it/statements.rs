@@ -3,10 +3,10 @@
 
 use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
-use keel_pool::testing::for_each_backend;
 use keel_pool::{Backend, with_conn};
 use keel_repo::Repo;
 use keel_schema::NewUser;
+use keel_test::for_each_backend;
 
 #[derive(QueryableByName)]
 struct Count {
@@ -32,12 +32,12 @@ async fn prepared(pool: &keel_pool::Pool, pattern: &str) -> i64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn transfers_reuse_their_prepared_statements() {
-    for_each_backend("reuse_prepared", |pool| async move {
+    for_each_backend(|pool| async move {
         if pool.backend() == Backend::Sqlite {
             return; // no server-side statements to count
         }
         // One connection, so every statement runs on the session we inspect.
-        let pool = keel_tests::pool_with(&pool, |c| c.max_size(1)).await;
+        let pool = keel_test::pool_with(&pool, |c| c.max_size(1)).await;
         let repo = Repo::new(pool.clone());
         let owner = repo.create_user(&NewUser::new("Owner", "owner@example.com")).await.unwrap();
         let a = repo.create_account(owner.id, 1_000_000).await.unwrap().id;

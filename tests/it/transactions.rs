@@ -7,14 +7,14 @@ use std::time::Duration;
 
 use diesel::prelude::*;
 use diesel_async::{AsyncConnection, RunQueryDsl};
-use keel_pool::testing::for_each_backend;
 use keel_pool::{
     Backend, Config, Conn, Error, ErrorKind, Isolation, Pool, RetryPolicy, ScopedBoxFuture, ScopedFutureExt,
     TxError, TxOptions, with_conn,
 };
 use keel_schema::schema::{accounts, users};
 use keel_schema::{Id, NewAccount, NewUser};
-use keel_tests::{CommitFault, Proxy, exec, server_addr};
+use keel_test::for_each_backend;
+use keel_test::{CommitFault, Proxy, exec, server_addr};
 
 async fn add_user(conn: &mut Conn, email: &str) -> Result<Id, Error> {
     let user = NewUser::new("Someone", email);
@@ -23,7 +23,7 @@ async fn add_user(conn: &mut Conn, email: &str) -> Result<Id, Error> {
 }
 
 async fn count_users(pool: &Pool) -> i64 {
-    keel_pool::testing::count_rows(pool, "users").await.unwrap()
+    keel_test::count_rows(pool, "users").await.unwrap()
 }
 
 /// Two accounts of 100 cents each.
@@ -69,7 +69,7 @@ impl TxError for Withdraw {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn write_skew_under_serializable_fails_one_side_which_is_retried() {
-    for_each_backend("write_skew", |pool| async move {
+    for_each_backend(|pool| async move {
         let b = pool.backend();
         if b == Backend::Sqlite {
             return; // writers are serialized by BEGIN IMMEDIATE: no skew possible (see busy test)
@@ -123,7 +123,7 @@ async fn write_skew_under_serializable_fails_one_side_which_is_retried() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn domain_errors_are_never_retried() {
-    for_each_backend("domain_error", |pool| async move {
+    for_each_backend(|pool| async move {
         let attempts = AtomicUsize::new(0);
         let result: Result<(), Withdraw> = pool
             .transaction(|conn| {
@@ -163,7 +163,7 @@ async fn domain_errors_are_never_retried() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn read_only_transactions_refuse_writes() {
-    for_each_backend("read_only", |pool| async move {
+    for_each_backend(|pool| async move {
         let b = pool.backend();
         let err = pool
             .transaction_with(TxOptions::new().read_only(true), |conn| {
@@ -189,7 +189,7 @@ async fn read_only_transactions_refuse_writes() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nested_transactions_are_savepoints() {
-    for_each_backend("savepoints", |pool| async move {
+    for_each_backend(|pool| async move {
         pool.transaction(|conn| {
             async move {
                 add_user(conn, "outer@example.com").await?;
@@ -220,11 +220,11 @@ async fn nested_transactions_are_savepoints() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_busy_sqlite_writer_is_retried_until_the_lock_is_free() {
-    for_each_backend("busy_writer", |pool| async move {
+    for_each_backend(|pool| async move {
         if pool.backend() != Backend::Sqlite {
             return;
         }
-        let pool = keel_tests::pool_with(&pool, |c| c.sqlite_busy_timeout(Duration::from_millis(50))).await;
+        let pool = keel_test::pool_with(&pool, |c| c.sqlite_busy_timeout(Duration::from_millis(50))).await;
         let mut holder = pool.get().await.unwrap();
         exec(&mut holder, "BEGIN IMMEDIATE").await.unwrap();
         let release = tokio::spawn(async move {
@@ -243,7 +243,7 @@ async fn a_busy_sqlite_writer_is_retried_until_the_lock_is_free() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_connection_lost_during_commit_is_an_unknown_outcome() {
-    for_each_backend("commit_unknown", |pool| async move {
+    for_each_backend(|pool| async move {
         let b = pool.backend();
         if b == Backend::Sqlite {
             return; // no network between SQLite and its caller
@@ -278,9 +278,9 @@ async fn a_connection_lost_during_commit_is_an_unknown_outcome() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_exhausted_pool_times_out_then_recovers() {
-    for_each_backend("exhaustion", |pool| async move {
+    for_each_backend(|pool| async move {
         let small =
-            keel_tests::pool_with(&pool, |c| c.max_size(2).acquire_timeout(Duration::from_millis(200))).await;
+            keel_test::pool_with(&pool, |c| c.max_size(2).acquire_timeout(Duration::from_millis(200))).await;
         let max = small.state().max_size as usize;
         let held: Vec<Conn> =
             futures_util::future::try_join_all((0..max).map(|_| small.get())).await.unwrap();
@@ -297,15 +297,15 @@ async fn an_exhausted_pool_times_out_then_recovers() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_terminated_pooled_connection_is_replaced() {
-    for_each_backend("replaced", |pool| async move {
+    for_each_backend(|pool| async move {
         let b = pool.backend();
         if b == Backend::Sqlite {
             return;
         }
-        let one = keel_tests::pool_with(&pool, |c| c.max_size(1)).await;
+        let one = keel_test::pool_with(&pool, |c| c.max_size(1)).await;
         let first_id = one.get().await.unwrap().server_id().unwrap();
-        let side = keel_tests::side_pool(&pool).await;
-        keel_tests::terminate(&side, first_id).await;
+        let side = keel_test::side_pool(&pool).await;
+        keel_test::terminate(&side, first_id).await;
         tokio::time::sleep(Duration::from_millis(50)).await;
         one.transaction(|conn| async move { add_user(conn, "after-kill@example.com").await }.scope_boxed())
             .await
@@ -320,7 +320,7 @@ async fn a_terminated_pooled_connection_is_replaced() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn requests_fail_transiently_while_the_server_is_away_and_recover() {
-    for_each_backend("server_away", |pool| async move {
+    for_each_backend(|pool| async move {
         let b = pool.backend();
         if b == Backend::Sqlite {
             return;
@@ -373,9 +373,9 @@ async fn requests_fail_transiently_while_the_server_is_away_and_recover() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stats_health_and_close() {
-    for_each_backend("stats_close", |pool| async move {
+    for_each_backend(|pool| async move {
         let b = pool.backend();
-        let p = keel_tests::pool_with(&pool, |c| c.slow_query_threshold(Some(Duration::ZERO))).await;
+        let p = keel_test::pool_with(&pool, |c| c.slow_query_threshold(Some(Duration::ZERO))).await;
         let health = p.health().await.unwrap();
         assert_eq!(health.backend, b);
         assert!(!health.server_version.is_empty());

@@ -4,11 +4,11 @@
 use std::time::Duration;
 
 use diesel_async::RunQueryDsl;
-use keel_pool::testing::for_each_backend;
 use keel_pool::{Backend, ErrorKind, Pool, with_conn};
 use keel_schema::schema::users;
 use keel_schema::{Id, NewUser};
-use keel_tests::{exec, exec_on, pool_with, side_pool, terminate};
+use keel_test::for_each_backend;
+use keel_test::{exec, exec_on, pool_with, side_pool, terminate};
 
 /// An id as a SQL literal for `backend`.
 fn id_sql(backend: Backend, id: Id) -> String {
@@ -47,7 +47,7 @@ fn begin(backend: Backend) -> &'static str {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deadlocks_are_classified_and_transient() {
-    for_each_backend("deadlock", |pool| async move {
+    for_each_backend(|pool| async move {
         let b = pool.backend();
         if b == Backend::Sqlite {
             return; // one writer at a time: SQLite cannot deadlock
@@ -72,7 +72,7 @@ async fn deadlocks_are_classified_and_transient() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lock_timeouts_are_classified_and_transient() {
-    for_each_backend("lock_timeout", |pool| async move {
+    for_each_backend(|pool| async move {
         let b = pool.backend();
         let pool = pool_with(&pool, |c| c.sqlite_busy_timeout(Duration::from_millis(100))).await;
         let (x, _) = two_accounts(&pool).await;
@@ -97,7 +97,7 @@ async fn lock_timeouts_are_classified_and_transient() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn statement_timeouts_are_enforced_by_the_server() {
-    for_each_backend("statement_timeout", |pool| async move {
+    for_each_backend(|pool| async move {
         let b = pool.backend();
         if b == Backend::Sqlite {
             return; // no server to stop the statement
@@ -130,7 +130,7 @@ async fn statement_timeouts_are_enforced_by_the_server() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serialization_failures_are_classified_and_transient() {
-    for_each_backend("serialization_failure", |pool| async move {
+    for_each_backend(|pool| async move {
         let b = pool.backend();
         if b != Backend::Postgres {
             return; // MySQL reports these conflicts as deadlocks or lock waits (tested above)
@@ -156,7 +156,7 @@ async fn serialization_failures_are_classified_and_transient() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_terminated_session_is_connection_lost() {
-    for_each_backend("terminated_session", |pool| async move {
+    for_each_backend(|pool| async move {
         let b = pool.backend();
         if b == Backend::Sqlite {
             return;
@@ -174,7 +174,7 @@ async fn a_terminated_session_is_connection_lost() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn not_null_too_long_and_nul_bytes() {
-    for_each_backend("bad_values", |pool| async move {
+    for_each_backend(|pool| async move {
         let b = pool.backend();
         let sql = format!(
             "INSERT INTO users (id, name, email) VALUES ({}, NULL, 'n@example.com')",
@@ -199,7 +199,7 @@ async fn not_null_too_long_and_nul_bytes() {
                     .unwrap_err();
             assert_eq!(err.kind(), ErrorKind::InvalidInput, "{err}");
         }
-        assert_eq!(keel_pool::testing::count_rows(&pool, "users").await.unwrap(), 0);
+        assert_eq!(keel_test::count_rows(&pool, "users").await.unwrap(), 0);
 
         let missing = with_conn!(&mut conn, |c| {
             use diesel::QueryDsl;

@@ -2,14 +2,14 @@
 //! session that died runs again on a fresh one.
 
 use keel_pool::Backend;
-use keel_pool::testing::for_each_backend;
 use keel_repo::Repo;
 use keel_schema::NewUser;
+use keel_test::for_each_backend;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shared_reads_are_correct_and_survive_a_dead_session() {
-    for_each_backend("shared_reads", |pool| async move {
-        let pool = keel_tests::pool_with(&pool, |c| c.max_size(4).read_connections(2)).await;
+    for_each_backend(|pool| async move {
+        let pool = keel_test::pool_with(&pool, |c| c.max_size(4).read_connections(2)).await;
         let repo = Repo::new(pool.clone());
         let users: Vec<NewUser> =
             (0..200).map(|i| NewUser::new(format!("R {i}"), format!("r{i}@example.com"))).collect();
@@ -38,10 +38,10 @@ async fn shared_reads_are_correct_and_survive_a_dead_session() {
         assert_eq!(stats.read_connections_opened, 2, "{stats:?}");
 
         // Kill both shared sessions from the side: the next reads still answer.
-        let side = keel_tests::side_pool(&pool).await;
+        let side = keel_test::side_pool(&pool).await;
         for _ in 0..2 {
             let reader = pool.reader().await.unwrap().unwrap();
-            keel_tests::terminate(&side, reader.server_id().unwrap()).await;
+            keel_test::terminate(&side, reader.server_id().unwrap()).await;
         }
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
         for u in users.iter().take(10) {

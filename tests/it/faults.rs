@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 
 use diesel::sql_types::BigInt;
 use diesel_async::RunQueryDsl;
-use keel_pool::testing::for_each_backend;
 use keel_pool::{Backend, Config, Pool, ScopedFutureExt, with_conn};
+use keel_test::for_each_backend;
 use rand::Rng;
 
 #[derive(diesel::QueryableByName)]
@@ -102,13 +102,13 @@ async fn hammer(pool: &Pool, secs: f64, cancel: bool) -> Tally {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn serial_cancellation_is_safe_and_costs_no_reconnect() {
     let secs: f64 = std::env::var("KEEL_CANCEL_SECS").ok().and_then(|s| s.parse().ok()).unwrap_or(10.0);
-    for_each_backend("cancellation", |pool| async move {
+    for_each_backend(|pool| async move {
         let b = pool.backend();
         if b == Backend::Sqlite {
             return; // nothing to cancel on a server; a dropped SQLite call finishes on its thread
         }
-        let side = keel_tests::side_pool(&pool).await;
-        let work = keel_tests::pool_with(&pool, |c| c.max_size(8)).await;
+        let side = keel_test::side_pool(&pool).await;
+        let work = keel_test::pool_with(&pool, |c| c.max_size(8)).await;
         // Warm: open the pool's connections and the side connection used for KILL QUERY.
         let _ = hammer(&work, 0.3, true).await;
         let before = server_connections(&side).await;
@@ -179,7 +179,7 @@ impl Drop for BringBack {
 
 /// The local cluster's version, when this machine runs the PostgreSQL the tests use.
 fn local_cluster() -> Option<String> {
-    let url = keel_pool::testing::server_url(Backend::Postgres)?;
+    let url = keel_test::server_url(Backend::Postgres)?;
     let host = url::Url::parse(&url).ok()?.host_str()?.to_owned();
     if !matches!(host.as_str(), "127.0.0.1" | "localhost" | "::1") {
         return None;
@@ -199,17 +199,17 @@ async fn serial_a_postgres_restart_is_ridden_out() {
         eprintln!("SKIPPED serial_a_postgres_restart_is_ridden_out: no local PostgreSQL cluster to restart");
         return;
     };
-    let Some(db) = keel_pool::testing::test_db(Backend::Postgres, "pg_restart").await else { return };
-    keel_pool::testing::run_on(db, "pg_restart", |pool| async move {
+    let Some(db) = keel_test::test_db(Backend::Postgres).await else { return };
+    keel_test::run_on(db, |pool| async move {
         let bring_back = BringBack { version };
-        keel_tests::exec_on(&pool, "CREATE TABLE pings (n BIGINT NOT NULL)").await.unwrap();
+        keel_test::exec_on(&pool, "CREATE TABLE pings (n BIGINT NOT NULL)").await.unwrap();
         let ping = |pool: Pool, n: i64, policy: Option<keel_pool::RetryPolicy>| async move {
             let mut options = keel_pool::TxOptions::new();
             if let Some(p) = policy {
                 options = options.retry(p);
             }
             pool.transaction_with(options, move |conn| {
-                async move { keel_tests::exec(conn, &format!("INSERT INTO pings VALUES ({n})")).await }
+                async move { keel_test::exec(conn, &format!("INSERT INTO pings VALUES ({n})")).await }
                     .scope_boxed()
             })
             .await
@@ -251,7 +251,7 @@ async fn serial_a_postgres_restart_is_ridden_out() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serial_too_many_connections_is_classified_and_transient() {
-    for_each_backend("too_many_connections", |pool| async move {
+    for_each_backend(|pool| async move {
         let b = pool.backend();
         if b == Backend::Sqlite {
             return;
@@ -271,13 +271,13 @@ async fn serial_too_many_connections_is_classified_and_transient() {
                 format!("DROP USER IF EXISTS '{login}'@'%'"),
             ),
         };
-        keel_tests::exec_on(&pool, &create).await.unwrap();
+        keel_test::exec_on(&pool, &create).await.unwrap();
         let mut url = url::Url::parse(pool.config().url().expose_secret()).unwrap();
         url.set_username(&login).unwrap();
         let first = Pool::connect(Config::new(url.as_str()).unwrap().max_size(1)).await.unwrap();
         let err = Pool::connect(Config::new(url.as_str()).unwrap()).await.unwrap_err();
         drop(first);
-        let result = keel_tests::exec_on(&pool, &drop_sql).await;
+        let result = keel_test::exec_on(&pool, &drop_sql).await;
         eprintln!("too many connections on {b}: {err}");
         assert_eq!(err.kind(), keel_pool::ErrorKind::TooManyConnections, "{b}: {err}");
         assert!(err.is_transient());

@@ -1,0 +1,42 @@
+//! keel-test: what keel's tests (and yours) need to run against real servers.
+//!
+//! What it is for: a database of the test's own on every backend, dropped when the test passes
+//! and kept (its name printed) when it fails; running one test body on every reachable backend;
+//! a TCP proxy that cuts connections without touching the real server; and the results file
+//! that `cargo xtask test` reads to print per-backend counts — written and read by this crate
+//! only, so its format has one definition. What it is not for: production code (nothing here
+//! is tuned or hardened for it) and mocks (there are none: every test talks to a real server).
+//!
+//! Modules:
+//! - [`servers`]: the default server URLs, `KEEL_TEST_*_URL` overrides, `KEEL_REQUIRE_BACKENDS`.
+//! - [`db`]: [`TestDb`], [`test_db`], [`run_on`], [`for_each_backend`], leftover listing.
+//! - [`report`]: the results file (`results.tsv`): [`report::record`] and [`report::read`].
+//! - [`sql`]: raw SQL on a pool, side pools, terminating a session.
+//! - [`proxy`]: [`Proxy`], a fault-injecting TCP proxy bound to `127.0.0.1:0`.
+//!
+//! A test names no label: the label is the running test's name (libtest names the thread that
+//! runs a test after it).
+//!
+//! ```no_run
+//! #[tokio::test(flavor = "multi_thread")]
+//! async fn counts_users() {
+//!     keel_test::for_each_backend(|pool| async move {
+//!         let _conn = pool.get().await.unwrap();
+//!     })
+//!     .await;
+//! }
+//! ```
+
+pub mod db;
+pub mod proxy;
+pub mod report;
+pub mod servers;
+pub mod sql;
+
+pub use db::{
+    PREFIX, TEMPLATE, TestDb, TestDbError, count_rows, current_test, for_each_backend, leftover_databases,
+    prepare_postgres_template, run_on, test_db,
+};
+pub use proxy::{CommitFault, Proxy, server_addr};
+pub use servers::{required_backends, server_url};
+pub use sql::{exec, exec_on, pool_with, side_pool, terminate};

@@ -1,0 +1,55 @@
+//! Where the test servers are: one definition of the default URLs, their environment
+//! overrides, and which backends a run requires.
+//!
+//! | what | env | default |
+//! |---|---|---|
+//! | PostgreSQL server | `KEEL_TEST_POSTGRES_URL` | [`POSTGRES_URL`] |
+//! | MySQL/MariaDB server | `KEEL_TEST_MYSQL_URL` | [`MYSQL_URL`] |
+//! | required backends | `KEEL_REQUIRE_BACKENDS` (comma list: `postgres,mysql,sqlite`) | none |
+//!
+//! A backend whose server is unreachable is skipped, with the reason, unless it is required:
+//! then its tests fail.
+
+use keel_pool::Backend;
+
+/// The PostgreSQL server tests use by default (its maintenance database; test databases are
+/// created beside it).
+pub const POSTGRES_URL: &str = "postgres://root@127.0.0.1:5432/postgres";
+
+/// The MySQL/MariaDB server tests use by default.
+pub const MYSQL_URL: &str = "mysql://root@127.0.0.1:3306/test";
+
+/// The SQLite database the repository's tools use when given no URL.
+pub const SQLITE_URL: &str = "sqlite://keel.db";
+
+/// Server URL for tests on `backend`: the `KEEL_TEST_*_URL` variable or its default.
+/// `None` for SQLite, which needs no server.
+pub fn server_url(backend: Backend) -> Option<String> {
+    let (var, default) = match backend {
+        Backend::Postgres => ("KEEL_TEST_POSTGRES_URL", POSTGRES_URL),
+        Backend::Mysql => ("KEEL_TEST_MYSQL_URL", MYSQL_URL),
+        Backend::Sqlite => return None,
+    };
+    Some(std::env::var(var).unwrap_or_else(|_| default.to_owned()))
+}
+
+/// Backends named in `KEEL_REQUIRE_BACKENDS`: for these an unreachable server fails the test.
+pub fn required_backends() -> Vec<Backend> {
+    parse_backends(&std::env::var("KEEL_REQUIRE_BACKENDS").unwrap_or_default())
+}
+
+/// Parses a comma list of backend names, ignoring blanks and unknown names.
+pub fn parse_backends(list: &str) -> Vec<Backend> {
+    list.split(',').map(str::trim).filter(|s| !s.is_empty()).filter_map(|s| s.parse().ok()).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backend_lists_parse() {
+        assert_eq!(parse_backends("postgres, mysql,,sqlite"), Backend::ALL.to_vec());
+        assert!(parse_backends("").is_empty());
+    }
+}

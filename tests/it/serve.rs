@@ -1,0 +1,367 @@
+//! `keel-demo serve`'s router in process (axum's `examples/testing` shape): every route and
+//! error status on every backend, driven through `tower::ServiceExt::oneshot` — no port, no
+//! process. What needs a real process (signals, exit codes, logs, an outage through a proxy)
+//! is tested in `crates/keel-demo/tests/cli`.
+
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{HeaderMap, Request};
+use keel_demo::serve::{AppState, Settings, router};
+use keel_pool::{Backend, Pool};
+use keel_repo::Repo;
+use keel_schema::Id;
+use keel_test::{count_rows, for_each_backend, run_on, test_db};
+use serde_json::{Value, json};
+use tower::ServiceExt as _;
+
+/// One response, its body already checked for leaks.
+#[derive(Debug)]
+struct Resp {
+    status: u16,
+    headers: HeaderMap,
+    text: String,
+}
+
+impl Resp {
+    fn json(&self) -> Value {
+        serde_json::from_str(&self.text).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text))
+    }
+
+    /// The error kind of an error response (and a check of its shape).
+    fn kind(&self) -> String {
+        let v = self.json();
+        let err = &v["error"];
+        assert!(err["message"].as_str().is_some_and(|m| !m.is_empty()), "no message: {v}");
+        err["kind"].as_str().unwrap_or_else(|| panic!("not an error body: {v}")).to_owned()
+    }
+
+    /// Asserts the status and, for errors, the kind.
+    #[track_caller]
+    fn expect(&self, status: u16, kind: Option<&str>) -> &Self {
+        assert_eq!(self.status, status, "{}", self.text);
+        if let Some(kind) = kind {
+            assert_eq!(self.kind(), kind, "{}", self.text);
+        }
+        self
+    }
+}
+
+/// The application in process; every body is checked for SQL and panics.
+struct Api {
+    app: Router,
+}
+
+/// A request to `path`, with a body of `content_type` when given.
+fn request(method: &str, path: &str, body: Option<String>, content_type: Option<&str>) -> Request<Body> {
+    let mut req = Request::builder().method(method).uri(path);
+    if let Some(ct) = content_type {
+        req = req.header("content-type", ct);
+    }
+    req.body(body.map(Body::from).unwrap_or_else(Body::empty)).expect("a valid request")
+}
+
+impl Api {
+    fn new(pool: &Pool, settings: Settings) -> Api {
+        Api { app: router(AppState::new(Repo::new(pool.clone()), settings)) }
+    }
+
+    async fn send(&self, req: Request<Body>) -> Resp {
+        let res = self.app.clone().oneshot(req).await.expect("the router is infallible");
+        let status = res.status().as_u16();
+        let headers = res.headers().clone();
+        let bytes = axum::body::to_bytes(res.into_body(), usize::MAX).await.expect("a whole body");
+        let text = String::from_utf8(bytes.to_vec()).expect("UTF-8 bodies");
+        for leak in ["SELECT", "INSERT", "UPDATE ", "DELETE FROM", "stack backtrace", "panicked"] {
+            assert!(!text.contains(leak), "{leak:?} leaked into a response: {text}");
+        }
+        Resp { status, headers, text }
+    }
+
+    async fn get(&self, path: &str) -> Resp {
+        self.send(request("GET", path, None, None)).await
+    }
+
+    async fn delete(&self, path: &str) -> Resp {
+        self.send(request("DELETE", path, None, None)).await
+    }
+
+    async fn post(&self, path: &str, body: &Value) -> Resp {
+        self.send(request("POST", path, Some(body.to_string()), Some("application/json"))).await
+    }
+
+    async fn patch(&self, path: &str, body: &Value) -> Resp {
+        self.send(request("PATCH", path, Some(body.to_string()), Some("application/json"))).await
+    }
+
+    async fn post_raw(&self, path: &str, body: &str, content_type: Option<&str>) -> Resp {
+        self.send(request("POST", path, Some(body.to_owned()), content_type)).await
+    }
+
+    async fn transfer(&self, key: Option<&str>, body: &Value) -> Resp {
+        let mut req = request("POST", "/transfers", Some(body.to_string()), Some("application/json"));
+        if let Some(key) = key {
+            req.headers_mut().insert("idempotency-key", key.parse().expect("a header value"));
+        }
+        self.send(req).await
+    }
+
+    async fn metrics(&self) -> String {
+        let res = self.get("/metrics").await;
+        res.expect(200, None);
+        let ct = res.headers.get("content-type").and_then(|v| v.to_str().ok()).unwrap_or_default();
+        assert!(ct.starts_with("text/plain; version=0.0.4"), "{ct}");
+        res.text
+    }
+}
+
+fn id_of(v: &Value) -> String {
+    v["id"].as_str().unwrap_or_else(|| panic!("no id in {v}")).to_owned()
+}
+
+async fn balance(api: &Api, account: Id) -> i64 {
+    let res = api.get(&format!("/accounts/{account}")).await;
+    res.expect(200, None);
+    res.json()["balance_cents"].as_i64().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_route_and_error_status_on_every_backend() {
+    for_each_backend(|pool| async move {
+        let api = Api::new(&pool, Settings::default());
+
+        // Health.
+        let res = api.get("/health").await;
+        res.expect(200, None);
+        assert_eq!(res.json()["backend"], pool.backend().as_str());
+
+        // Create, read, update.
+        let res = api.post("/users", &json!({ "name": "Ada Lovelace", "email": "ada@example.com" })).await;
+        res.expect(201, None);
+        let ada = res.json();
+        let ada_id = id_of(&ada);
+        assert_eq!(ada["name"], "Ada Lovelace");
+        assert_eq!(res.headers["location"].to_str().unwrap(), format!("/users/{ada_id}"));
+        let res = api.get(&format!("/users/{ada_id}")).await;
+        res.expect(200, None);
+        assert_eq!(res.json(), ada);
+        let res = api.patch(&format!("/users/{ada_id}"), &json!({ "name": "Ada King" })).await;
+        res.expect(200, None);
+        assert_eq!(res.json()["name"], "Ada King");
+        assert_eq!(res.json()["email"], "ada@example.com");
+
+        // 409: duplicate email, on create and on update.
+        api.post("/users", &json!({ "name": "Other", "email": "ada@example.com" }))
+            .await
+            .expect(409, Some("unique_violation"));
+        let res = api.post("/users", &json!({ "name": "Grace", "email": "grace@example.com" })).await;
+        res.expect(201, None);
+        let grace_id = id_of(&res.json());
+        api.patch(&format!("/users/{grace_id}"), &json!({ "email": "ada@example.com" }))
+            .await
+            .expect(409, Some("unique_violation"));
+
+        // Listing: search, keyset pages, cursor round trip.
+        for i in 0..3 {
+            api.post(
+                "/users",
+                &json!({ "name": format!("Page Person {i}"), "email": format!("p{i}@example.com") }),
+            )
+            .await
+            .expect(201, None);
+        }
+        let res = api.get("/users?search=ada").await;
+        res.expect(200, None);
+        let page = res.json();
+        assert_eq!(page["items"].as_array().unwrap().len(), 1, "{page}");
+        assert_eq!(page["next_cursor"], Value::Null);
+        let mut names = Vec::new();
+        let mut path = "/users?search=page%20person&limit=2".to_owned();
+        loop {
+            let res = api.get(&path).await;
+            res.expect(200, None);
+            let page = res.json();
+            names.extend(
+                page["items"].as_array().unwrap().iter().map(|u| u["name"].as_str().unwrap().to_owned()),
+            );
+            match page["next_cursor"].as_str() {
+                Some(c) => path = format!("/users?search=page%20person&limit=2&cursor={c}"),
+                None => break,
+            }
+        }
+        assert_eq!(names, ["Page Person 0", "Page Person 1", "Page Person 2"]);
+        let res = api.get("/users").await;
+        res.expect(200, None);
+        assert_eq!(res.json()["items"].as_array().unwrap().len(), 5);
+
+        // 400s: malformed JSON, wrong content type, unknown field, bad UUID, bad cursor, bad
+        // limit, too-long values.
+        api.post_raw("/users", "{\"name\": \"x\", ", Some("application/json"))
+            .await
+            .expect(400, Some("invalid_input"));
+        api.post_raw("/users", "{\"name\":\"x\",\"email\":\"y@z\"}", Some("text/plain"))
+            .await
+            .expect(400, Some("invalid_input"));
+        api.post_raw("/users", "{\"name\":\"x\",\"email\":\"y@z\"}", None)
+            .await
+            .expect(400, Some("invalid_input"));
+        api.post("/users", &json!({ "name": "x", "email": "y@z", "admin": true }))
+            .await
+            .expect(400, Some("invalid_input"));
+        api.post("/users", &json!({ "name": "x" })).await.expect(400, Some("invalid_input"));
+        api.get("/users/not-a-uuid").await.expect(400, Some("invalid_input"));
+        api.delete("/users/1234").await.expect(400, Some("invalid_input"));
+        api.get("/accounts/zzz").await.expect(400, Some("invalid_input"));
+        api.get("/users?cursor=not-a-cursor").await.expect(400, Some("invalid_input"));
+        api.get("/users?limit=0").await.expect(400, Some("invalid_input"));
+        api.get("/users?limit=lots").await.expect(400, Some("invalid_input"));
+        let long = "x".repeat(101);
+        api.get(&format!("/users?search={long}")).await.expect(400, Some("invalid_input"));
+        api.post("/users", &json!({ "name": long, "email": "long@example.com" }))
+            .await
+            .expect(400, Some("invalid_input"));
+        api.post("/users", &json!({ "name": "", "email": "empty@example.com" }))
+            .await
+            .expect(400, Some("invalid_input"));
+        api.post("/users", &json!({ "name": "nul\u{0}byte", "email": "nul@example.com" }))
+            .await
+            .expect(400, Some("invalid_input"));
+        api.patch(&format!("/users/{ada_id}"), &json!({ "name": long }))
+            .await
+            .expect(400, Some("invalid_input"));
+
+        // 413: a body over the limit, in the same JSON shape.
+        let huge = json!({ "name": "x".repeat(100 * 1024), "email": "huge@example.com" });
+        api.post("/users", &huge).await.expect(413, Some("invalid_input"));
+
+        // 404s.
+        let missing = Id::new();
+        api.get(&format!("/users/{missing}")).await.expect(404, Some("not_found"));
+        api.patch(&format!("/users/{missing}"), &json!({ "name": "x" })).await.expect(404, Some("not_found"));
+        api.delete(&format!("/users/{missing}")).await.expect(404, Some("not_found"));
+        api.get(&format!("/users/{missing}/jobs")).await.expect(404, Some("not_found"));
+        api.post(&format!("/users/{missing}/jobs"), &json!({ "title": "Ghost", "salary_cents": 1 }))
+            .await
+            .expect(404, Some("not_found"));
+        api.get(&format!("/accounts/{missing}")).await.expect(404, Some("not_found"));
+        api.get("/no/such/route").await.expect(404, Some("not_found"));
+        let res = api.send(request("PUT", "/users", None, None)).await;
+        res.expect(405, Some("invalid_input"));
+
+        // Jobs.
+        let res = api.get(&format!("/users/{ada_id}/jobs")).await;
+        res.expect(200, None);
+        assert_eq!(res.json()["items"], json!([]));
+        let res = api
+            .post(&format!("/users/{ada_id}/jobs"), &json!({ "title": "Analyst", "salary_cents": 120_000 }))
+            .await;
+        res.expect(201, None);
+        let job = res.json();
+        assert_eq!(job["user_id"], ada_id.as_str());
+        api.post(&format!("/users/{ada_id}/jobs"), &json!({ "title": "Analyst", "salary_cents": -1 }))
+            .await
+            .expect(400, Some("invalid_input"));
+        api.post(&format!("/users/{ada_id}/jobs"), &json!({ "title": "x".repeat(201), "salary_cents": 1 }))
+            .await
+            .expect(400, Some("invalid_input"));
+        let res = api.get(&format!("/users/{ada_id}/jobs")).await;
+        res.expect(200, None);
+        assert_eq!(res.json()["items"], json!([job]));
+
+        // Accounts and transfers (accounts are opened through the repository: no route).
+        let repo = Repo::new(pool.clone());
+        let owner: Id = ada_id.parse().unwrap();
+        let a = repo.create_account(owner, 1_000).await.unwrap().id;
+        let b = repo.create_account(owner, 0).await.unwrap().id;
+        let res = api.get(&format!("/accounts/{a}")).await;
+        res.expect(200, None);
+        assert_eq!(res.json()["owner_id"], ada_id.as_str());
+        let body = json!({ "from_account": a, "to_account": b, "amount_cents": 300 });
+        api.transfer(None, &body).await.expect(400, Some("invalid_input"));
+        api.transfer(Some(&"k".repeat(101)), &body).await.expect(400, Some("invalid_input"));
+        let first = api.transfer(Some("order-1"), &body).await;
+        first.expect(201, None);
+        assert_eq!(first.json()["applied_now"], true);
+        assert_eq!(first.json()["amount_cents"], 300);
+        let again = api.transfer(Some("order-1"), &body).await;
+        again.expect(200, None);
+        assert_eq!(again.json()["applied_now"], false);
+        assert_eq!(again.json()["id"], first.json()["id"]);
+        assert_eq!((balance(&api, a).await, balance(&api, b).await), (700, 300));
+        assert_eq!(count_rows(&pool, "transfers").await.unwrap(), 1);
+        // The same key for another transfer is refused, and moves nothing.
+        let other = json!({ "from_account": a, "to_account": b, "amount_cents": 1 });
+        api.transfer(Some("order-1"), &other).await.expect(400, Some("invalid_input"));
+        // 422: not enough money; nothing changes.
+        let too_much = json!({ "from_account": a, "to_account": b, "amount_cents": 5_000 });
+        api.transfer(Some("order-2"), &too_much).await.expect(422, Some("insufficient_funds"));
+        assert_eq!((balance(&api, a).await, balance(&api, b).await), (700, 300));
+        let to_nowhere = json!({ "from_account": a, "to_account": missing, "amount_cents": 1 });
+        api.transfer(Some("order-3"), &to_nowhere).await.expect(404, Some("not_found"));
+        let zero = json!({ "from_account": a, "to_account": b, "amount_cents": 0 });
+        api.transfer(Some("order-4"), &zero).await.expect(400, Some("invalid_input"));
+        let bad_id = json!({ "from_account": "nope", "to_account": b, "amount_cents": 1 });
+        api.transfer(Some("order-5"), &bad_id).await.expect(400, Some("invalid_input"));
+        assert_eq!(count_rows(&pool, "transfers").await.unwrap(), 1);
+        assert_eq!((balance(&api, a).await, balance(&api, b).await), (700, 300));
+
+        // Delete: 204, then gone (with its jobs).
+        let res = api.delete(&format!("/users/{grace_id}")).await;
+        res.expect(204, None);
+        assert!(res.text.is_empty());
+        api.get(&format!("/users/{grace_id}")).await.expect(404, Some("not_found"));
+
+        // Metrics: the families, route templates (never raw ids) as labels.
+        let text = api.metrics().await;
+        for family in [
+            "keel_pool_connections ",
+            "keel_pool_idle_connections ",
+            "keel_pool_in_use_connections ",
+            "keel_pool_waiters ",
+            "keel_pool_connections_created_total ",
+            "keel_pool_acquires_total ",
+            "keel_pool_acquire_timeouts_total ",
+            "keel_queries_total ",
+            "keel_query_errors_total ",
+            "keel_transactions_total ",
+            "keel_retries_total{kind=\"deadlock\"} ",
+            "keel_query_duration_seconds_bucket{le=\"0.001\"} ",
+            "keel_query_duration_seconds_bucket{le=\"+Inf\"} ",
+            "keel_query_duration_seconds_sum ",
+            "keel_query_duration_seconds_count ",
+            "# TYPE keel_query_duration_seconds histogram",
+            "http_requests_total{route=\"/users/{id}\",method=\"GET\",status=\"200\"} ",
+            "http_requests_total{route=\"/users/{id}\",method=\"GET\",status=\"404\"} ",
+            "http_requests_total{route=\"/users\",method=\"POST\",status=\"409\"} ",
+            "http_requests_total{route=\"/transfers\",method=\"POST\",status=\"422\"} ",
+            "http_requests_total{route=\"/users\",method=\"POST\",status=\"413\"} ",
+        ] {
+            assert!(text.contains(family), "missing {family:?} in\n{text}");
+        }
+        assert!(
+            !text.contains(&ada_id) && !text.contains(&missing.to_string()),
+            "raw ids as labels:\n{text}"
+        );
+        let queries: u64 = text
+            .lines()
+            .find_map(|l| l.strip_prefix("keel_queries_total "))
+            .and_then(|v| v.parse().ok())
+            .unwrap();
+        assert!(queries > 0, "{text}");
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_over_the_timeout_is_stopped_with_504() {
+    let Some(db) = test_db(Backend::Sqlite).await else { return };
+    run_on(db, |pool| async move {
+        let settings = Settings::default().request_timeout(Duration::from_secs(1)).test_routes(true);
+        let api = Api::new(&pool, settings);
+        api.get("/debug/sleep?ms=30000").await.expect(504, Some("statement_timeout"));
+        // The connection it held went back to the pool: the server still answers.
+        api.get("/health").await.expect(200, None);
+    })
+    .await;
+}

@@ -1,0 +1,102 @@
+//! `cargo xtask test`: the whole suite on every backend it can reach, and a per-backend count
+//! of what ran, was skipped (with why) or failed, read from the results file the test helpers
+//! write (`keel_test::report`, the format's one definition).
+//!
+//! Order: the PostgreSQL template is rebuilt once; then every test except the `serial_` ones,
+//! in parallel; then the `serial_` tests (server restarts, server-wide counters) one at a time,
+//! so they neither disturb nor are disturbed by other tests; then the doctests. An unfiltered
+//! run fails when its serial phase runs no test (a renamed module must not drop them silently).
+
+use std::path::Path;
+
+use anyhow::{Context, Result, bail};
+use keel_pool::Backend;
+use keel_test::{TestDbError, report, servers};
+
+use crate::{cargo, run, runtime};
+
+/// The tests that must run alone: a `serial_` name at the top level or inside any module.
+const SERIAL: &str = "test(/(^|::)serial_/)";
+
+/// Runs the suite; `extra` goes to `cargo nextest run` (e.g. a name filter), `env` to every
+/// test process. With `KEEL_REQUIRE_BACKENDS` in `env`, a backend named there that skipped or
+/// ran nothing fails the run.
+pub fn test(root: &Path, extra: &[String], env: &[(&str, &str)]) -> Result<()> {
+    let report_dir = root.join("target").join("keel-test-report");
+    let _ = std::fs::remove_dir_all(&report_dir);
+    std::fs::create_dir_all(&report_dir).with_context(|| format!("creating {}", report_dir.display()))?;
+    let required: Vec<Backend> = match env.iter().find(|(k, _)| *k == "KEEL_REQUIRE_BACKENDS") {
+        Some((_, v)) => servers::parse_backends(v),
+        None => servers::required_backends(),
+    };
+
+    // Migrate the PostgreSQL template once for this run; every test database is a copy.
+    eprintln!("preparing the PostgreSQL test template ({})", keel_test::TEMPLATE);
+    match runtime()?.block_on(keel_test::prepare_postgres_template(true)) {
+        Ok(()) => {}
+        Err(TestDbError::Unavailable { reason, .. }) if !required.contains(&Backend::Postgres) => {
+            eprintln!("PostgreSQL unreachable, its tests will be skipped: {reason}");
+        }
+        Err(e) => return Err(e).context("preparing the PostgreSQL template"),
+    }
+
+    let suite = if has_nextest() {
+        let not_serial = format!("not {SERIAL}");
+        let phases = [(not_serial.as_str(), false), (SERIAL, true)];
+        let mut result = Ok(());
+        for (filter, serial) in phases {
+            let mut cmd = cargo();
+            cmd.args(["nextest", "run", "--workspace", "--all-features", "--no-fail-fast"]);
+            // A filtered run may select no serial test; an unfiltered one must.
+            let none_ok = !serial || !extra.is_empty();
+            cmd.arg(if none_ok { "--no-tests=pass" } else { "--no-tests=fail" });
+            cmd.args(["-E", filter]).args(extra).env(report::DIR_ENV, &report_dir);
+            if serial {
+                cmd.args(["--test-threads", "1"]);
+            }
+            cmd.envs(env.iter().copied());
+            if let Err(e) = run(&mut cmd) {
+                result = Err(e);
+            }
+        }
+        result
+    } else {
+        eprintln!(
+            "cargo-nextest not found; falling back to cargo test (serial_ tests run in parallel with the rest)"
+        );
+        let mut cmd = cargo();
+        cmd.args(["test", "--workspace", "--all-features", "--no-fail-fast"]);
+        cmd.args(extra).env(report::DIR_ENV, &report_dir).envs(env.iter().copied());
+        run(&mut cmd)
+    };
+    let docs = if extra.is_empty() && has_nextest() {
+        let mut doc = cargo();
+        doc.args(["test", "--workspace", "--all-features", "--doc"]).envs(env.iter().copied());
+        run(&mut doc)
+    } else {
+        Ok(())
+    };
+
+    let tallies = report::read(&report_dir.join(report::FILE));
+    println!("\nper-backend results (tests that use a database):");
+    println!("  {:<9} {:>5} {:>8} {:>7}", "backend", "ran", "skipped", "failed");
+    for (backend, t) in &tallies {
+        println!("  {backend:<9} {:>5} {:>8} {:>7}", t.ran, t.skipped, t.failed);
+        for (reason, n) in &t.reasons {
+            println!("            skipped {n}×: {reason}");
+        }
+    }
+    suite?;
+    docs?;
+    for backend in &required {
+        let t = tallies.get(backend.as_str());
+        if t.is_none_or(|t| t.ran == 0 || t.skipped > 0) {
+            bail!("{backend} is required but its tests were skipped or did not run: {t:?}");
+        }
+    }
+    Ok(())
+}
+
+fn has_nextest() -> bool {
+    cargo().args(["nextest", "--version"]).output().map(|o| o.status.success()).unwrap_or(false)
+}
