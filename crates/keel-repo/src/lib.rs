@@ -2,7 +2,7 @@
 //! SQLite.
 //!
 //! What it is for: the repository a service calls. A [`Repo`] wraps a `keel-pool`
-//! [`Pool`](keel_pool::Pool) and offers CRUD, joins, aggregates, keyset pagination, streaming,
+//! [`Pool`] and offers CRUD, joins, aggregates, keyset pagination, streaming,
 //! batch loads, money transfers and raw SQL, each checking its input first so every backend
 //! refuses the same values the same way. What it is not for: connecting, pooling, retries and
 //! error classification (`keel-pool`), or the tables and row types (`keel-schema`).
