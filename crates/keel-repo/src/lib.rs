@@ -1,35 +1,35 @@
 //! keel-repo: typed operations on keel's schema, the same calls on PostgreSQL, MySQL/MariaDB and
 //! SQLite.
 //!
-//! What it is for: the repository a service calls (today: [`Repo::table_counts`]; CRUD, joins,
-//! pagination, batch loads and transfers arrive with the repository issue). What it is not
-//! for: pooling, retries and error classification, which live in `keel-pool`.
+//! What it is for: the repository a service calls. A [`Repo`] wraps a `keel-pool`
+//! [`Pool`] and offers CRUD, joins, aggregates, keyset pagination, streaming,
+//! batch loads, money transfers and raw SQL, each checking its input first so every backend
+//! refuses the same values the same way. What it is not for: connecting, pooling, retries and
+//! error classification (`keel-pool`), or the tables and row types (`keel-schema`).
+//!
+//! Modules:
+//! - [`users`]: users — create, read, partial update, delete, search, date ranges, keyset pages, streams.
+//! - [`jobs`]: jobs (create, read, delete, by user, by salary), users with their jobs (no N+1), aggregates.
+//! - [`transfer`]: accounts and idempotent money transfers in one retry-safe transaction.
+//! - [`batch`]: all-or-nothing batch inserts (chunked multi-row `INSERT`, PostgreSQL `COPY`).
+//! - [`raw`]: raw SQL with `:name` parameters; rows as ordered maps of column name → [`Value`].
+//! - [`error`]: [`Error`] (a classified database error or a domain refusal) and [`Result`].
+//!
+//! Private: `validate` (input checks shared by the modules above) and `macros` (`insert_returning!`).
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), keel_repo::Error> {
+//! use keel_schema::NewUser;
+//! let pool = keel_pool::Pool::connect(keel_pool::Config::new("sqlite://keel.db")?).await?;
+//! let repo = keel_repo::Repo::new(pool);
+//! let ada = repo.create_user(&NewUser::new("Ada", "ada@example.com")).await?;
+//! assert_eq!(repo.get_user(ada.id).await?.email, "ada@example.com");
+//! println!("{} users", repo.table_counts().await?.users);
+//! # Ok(()) }
+//! ```
 
-/// Inserts `$row` into `$table` and reads the stored row back by id as `$model`, in one
-/// transaction (MySQL has no `RETURNING`; the id is generated client-side).
-macro_rules! insert_returning {
-    ($repo:expr, $table:ident, $row:expr, $model:ty) => {
-        $repo
-            .pool
-            .transaction(|conn| {
-                async move {
-                    keel_pool::with_conn!(conn, |c| {
-                        match keel_pool::Reuse(diesel::insert_into($table::table).values($row))
-                            .execute(c)
-                            .await
-                        {
-                            Ok(_) => $table::table.find($row.id).select(<$model>::as_select()).first(c).await,
-                            Err(e) => Err(e),
-                        }
-                    })
-                    .map_err($crate::Error::from)
-                }
-                .scope_boxed()
-            })
-            .await
-    };
-}
-pub(crate) use insert_returning;
+mod macros;
+pub(crate) use macros::insert_returning;
 
 pub mod batch;
 pub mod error;

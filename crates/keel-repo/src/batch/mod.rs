@@ -1,19 +1,19 @@
 //! Batch inserts at wire speed: multi-row `INSERT`s chunked under each backend's bind-parameter
 //! limit inside one transaction, or binary `COPY … FROM STDIN` on PostgreSQL. All rows or none;
 //! a failing row is reported by its index in the input.
+mod copy;
+mod insert;
 
 use std::future::Future;
-use std::time::Instant;
 
 use diesel::prelude::*;
-use diesel::result::Error as DieselError;
-use diesel_async::{AsyncConnection, RunQueryDsl, TransactionManager as _};
-use keel_pool::{Backend, Conn, ErrorKind, MysqlConnection, PgConnection, ScopedFutureExt as _, classify};
+use diesel_async::RunQueryDsl;
+use keel_pool::{Backend, ErrorKind, MysqlConnection, PgConnection, ScopedFutureExt as _};
 use keel_schema::schema::{accounts, jobs, users};
 use keel_schema::{Id, NewAccount, NewJob, NewUser};
-use tokio_postgres::binary_copy::BinaryCopyInWriter;
 use tokio_postgres::types::{ToSql, Type};
 
+use self::insert::insert_chunks;
 use crate::Repo;
 use crate::error::{Error, Result};
 
@@ -223,239 +223,6 @@ fn validate_accounts(rows: &[NewAccount]) -> std::result::Result<(), (usize, Err
         None => Ok(()),
     }
 }
-
-/// Why a probe insert ended: it failed (the row is in this prefix) or it worked and was
-/// rolled back on purpose.
-enum Probe {
-    Failed(DieselError),
-    RolledBack,
-}
-
-impl From<DieselError> for Probe {
-    fn from(e: DieselError) -> Self {
-        Probe::Failed(e)
-    }
-}
-
-/// Inserts `rows` in chunks on an async connection, each chunk under a savepoint. When a chunk
-/// fails for a reason that retrying cannot fix, finds the first failing row by bisecting
-/// prefixes of the chunk (each probe rolled back to its savepoint), so the error can name it.
-macro_rules! insert_chunks_async {
-    ($c:expr, $backend:expr, $rows:expr, $chunk_rows:expr, $do_nothing:expr, $locate:expr, $insert:path) => {{
-        let c = $c;
-        let mut total = 0usize;
-        let mut failure = None;
-        for (k, chunk) in $rows.chunks($chunk_rows).enumerate() {
-            if !$locate {
-                // The fast path: plain INSERTs; a failure aborts the batch and the caller
-                // runs it again with `locate` to name the row.
-                match $insert(&mut *c, chunk, $do_nothing).await {
-                    Ok(n) => {
-                        total += n;
-                        continue;
-                    }
-                    Err(e) => {
-                        failure = Some(Error::Db(classify($backend, e)));
-                        break;
-                    }
-                }
-            }
-            let done = match savepoint(c).await {
-                Ok(()) => match $insert(&mut *c, chunk, $do_nothing).await {
-                    Ok(n) => release(c).await.map(|()| n),
-                    Err(e) => {
-                        let _ = roll_back(c).await;
-                        Err(e)
-                    }
-                },
-                Err(e) => Err(e),
-            };
-            let e = match done {
-                Ok(n) => {
-                    total += n;
-                    continue;
-                }
-                Err(e) => classify($backend, e),
-            };
-            if e.is_transient() {
-                failure = Some(Error::Db(e));
-                break;
-            }
-            let (mut ok, mut bad, mut err) = (0usize, chunk.len(), e);
-            while bad - ok > 1 {
-                let mid = ok + (bad - ok) / 2;
-                let prefix = &chunk[..mid];
-                let probe = match savepoint(c).await {
-                    Ok(()) => {
-                        let inserted = $insert(&mut *c, prefix, $do_nothing).await;
-                        roll_back(c).await.and(inserted)
-                    }
-                    Err(e) => Err(e),
-                };
-                match probe {
-                    Err(e) => {
-                        bad = mid;
-                        err = classify($backend, e);
-                    }
-                    _ => ok = mid,
-                }
-            }
-            failure = Some(Error::BatchRow { index: k * $chunk_rows + bad - 1, source: err });
-            break;
-        }
-        match failure {
-            Some(e) => Err(e),
-            None => Ok(total),
-        }
-    }};
-}
-
-/// Opens a savepoint (the connection is inside keel's transaction, so diesel's transaction
-/// manager nests).
-async fn savepoint<C: AsyncConnection>(c: &mut C) -> QueryResult<()> {
-    C::TransactionManager::begin_transaction(c).await
-}
-
-async fn release<C: AsyncConnection>(c: &mut C) -> QueryResult<()> {
-    C::TransactionManager::commit_transaction(c).await
-}
-
-async fn roll_back<C: AsyncConnection>(c: &mut C) -> QueryResult<()> {
-    C::TransactionManager::rollback_transaction(c).await
-}
-
-/// The SQLite version of [`insert_chunks_async!`], run on the blocking pool. Returns the row
-/// count, or the failing row's index and error.
-fn insert_chunks_sqlite<R: BatchRow>(
-    c: &mut diesel::SqliteConnection,
-    rows: &[R],
-    chunk_rows: usize,
-    do_nothing: bool,
-    locate: bool,
-) -> QueryResult<std::result::Result<usize, (Option<usize>, DieselError)>> {
-    let mut total = 0usize;
-    for (k, chunk) in rows.chunks(chunk_rows).enumerate() {
-        if !locate {
-            match R::insert_sqlite(c, chunk, do_nothing) {
-                Ok(n) => {
-                    total += n;
-                    continue;
-                }
-                Err(e) => return Ok(Err((None, e))),
-            }
-        }
-        let e = match c.transaction(|c| R::insert_sqlite(c, chunk, do_nothing)) {
-            Ok(n) => {
-                total += n;
-                continue;
-            }
-            Err(e) => e,
-        };
-        if classify(Backend::Sqlite, clone_error(&e)).is_transient() {
-            return Ok(Err((None, e)));
-        }
-        let (mut ok, mut bad, mut err) = (0usize, chunk.len(), e);
-        while bad - ok > 1 {
-            let mid = ok + (bad - ok) / 2;
-            let probe = c.transaction::<(), Probe, _>(|c| {
-                R::insert_sqlite(c, &chunk[..mid], do_nothing)?;
-                Err(Probe::RolledBack)
-            });
-            match probe {
-                Err(Probe::Failed(e)) => {
-                    bad = mid;
-                    err = e;
-                }
-                _ => ok = mid,
-            }
-        }
-        return Ok(Err((Some(k * chunk_rows + bad - 1), err)));
-    }
-    Ok(Ok(total))
-}
-
-/// A copy of a diesel error good enough to classify (diesel errors are not `Clone`).
-fn clone_error(e: &DieselError) -> DieselError {
-    match e {
-        DieselError::DatabaseError(kind, info) => {
-            DieselError::DatabaseError(*kind, Box::new(info.message().to_owned()))
-        }
-        other => DieselError::QueryBuilderError(other.to_string().into()),
-    }
-}
-
-async fn insert_chunks<R: BatchRow>(
-    conn: &mut Conn,
-    rows: &[R],
-    chunk_rows: usize,
-    do_nothing: bool,
-    locate: bool,
-) -> Result<usize> {
-    match conn {
-        Conn::Postgres(c) => {
-            let c: &mut PgConnection = &mut *c;
-            insert_chunks_async!(c, Backend::Postgres, rows, chunk_rows, do_nothing, locate, R::insert_pg)
-        }
-        Conn::Mysql(c) => {
-            let c: &mut MysqlConnection = &mut *c;
-            insert_chunks_async!(c, Backend::Mysql, rows, chunk_rows, do_nothing, locate, R::insert_mysql)
-        }
-        Conn::Sqlite(c) => {
-            // diesel-async cannot send a multi-row INSERT to SQLite (diesel_async#277): run the
-            // chunks on the wrapped synchronous connection, inside the open transaction.
-            let owned = rows.to_vec();
-            let outcome = c
-                .spawn_blocking(move |sc| insert_chunks_sqlite(sc, &owned, chunk_rows, do_nothing, locate))
-                .await
-                .map_err(|e| classify(Backend::Sqlite, e))?;
-            outcome.map_err(|(index, e)| {
-                let source = classify(Backend::Sqlite, e);
-                match index {
-                    Some(index) => Error::BatchRow { index, source },
-                    None => Error::Db(source),
-                }
-            })
-        }
-    }
-}
-
-/// The input row a `COPY` error points at: PostgreSQL's context says `COPY users, line 73001`
-/// (1-based, one line per row in binary format too).
-fn copy_error_row(err: &tokio_postgres::Error) -> Option<usize> {
-    let context = err.as_db_error()?.where_()?;
-    let rest = context.split("line ").nth(1)?;
-    let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
-    digits.parse::<usize>().ok()?.checked_sub(1)
-}
-
-fn copy_error(err: &tokio_postgres::Error) -> Error {
-    let source = keel_pool::classify_postgres(err);
-    match copy_error_row(err) {
-        Some(index) if err.as_db_error().is_some() => Error::BatchRow { index, source },
-        _ => Error::Db(source),
-    }
-}
-
-/// One attempt at `COPY`ing `rows` in a transaction on a fresh tokio-postgres connection.
-async fn copy_once<R: BatchRow>(pool: &keel_pool::Pool, rows: &[R]) -> Result<usize> {
-    let mut client = pool.postgres_client().await?;
-    let tx = client.transaction().await.map_err(|e| copy_error(&e))?;
-    let sink = tx.copy_in(R::COPY_SQL).await.map_err(|e| copy_error(&e))?;
-    let mut writer = std::pin::pin!(BinaryCopyInWriter::new(sink, R::COPY_TYPES));
-    for row in rows {
-        writer.as_mut().write(&row.copy_values()).await.map_err(|e| copy_error(&e))?;
-    }
-    let n = writer.finish().await.map_err(|e| copy_error(&e))?;
-    if let Err(e) = tx.commit().await {
-        let err = keel_pool::classify_postgres(&e);
-        if matches!(err.kind(), ErrorKind::ConnectionLost | ErrorKind::ServerShutdown) {
-            return Err(keel_pool::Error::CommitOutcomeUnknown { source: Box::new(err) }.into());
-        }
-        return Err(err.into());
-    }
-    Ok(n as usize)
-}
-
 impl Repo {
     /// Inserts all `users` or none, the fastest way the backend allows ([`BatchMethod::Auto`]),
     /// and returns how many were inserted. If a row is refused (say, a duplicate email) the
@@ -541,28 +308,6 @@ impl Repo {
                 run(true).await
             }
             done => done,
-        }
-    }
-
-    /// `COPY` with the pool's retry policy for transient failures (a failed `COPY` leaves
-    /// nothing behind, so it can run again).
-    async fn copy_with_retry<R: BatchRow>(&self, rows: &[R]) -> Result<usize> {
-        let policy = self.pool.config().retry_policy().clone();
-        let started = Instant::now();
-        let mut attempt = 1;
-        loop {
-            let err = match copy_once(&self.pool, rows).await {
-                Ok(n) => return Ok(n),
-                Err(e) => e,
-            };
-            match policy.backoff(attempt, started.elapsed()) {
-                Some(pause) if err.is_transient() => {
-                    tracing::info!(target: "keel::repo", attempt, kind = err.kind().as_str(), error = %err, "COPY failed transiently; retrying");
-                    tokio::time::sleep(pause).await;
-                    attempt += 1;
-                }
-                _ => return Err(err),
-            }
         }
     }
 }

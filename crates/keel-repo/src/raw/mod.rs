@@ -1,0 +1,193 @@
+//! Raw SQL with named parameters, rows as ordered maps of column name → [`Value`].
+//!
+//! `:name` placeholders are rewritten to `$1`, `$2`, … (PostgreSQL) or `?` (MySQL, SQLite), but
+//! never inside string literals, quoted identifiers, comments or PostgreSQL dollar quotes, and
+//! `::type` casts are left alone. Values are always bound, never spliced into the text. What the
+//! seeds did with SQLAlchemy's `text()` + `.mappings()`, aiomysql's `DictCursor` or asyncpg's
+//! `Record`:
+//!
+//! ```no_run
+//! # async fn demo(repo: keel_repo::Repo) -> Result<(), keel_repo::Error> {
+//! use keel_repo::raw::Params;
+//! let rows = repo
+//!     .query("SELECT name, email FROM users WHERE name = :name ORDER BY email", &Params::new().set("name", "Ada"))
+//!     .await?;
+//! for row in &rows {
+//!     println!("{}", serde_json::to_string(row).unwrap()); // {"name":"Ada","email":"ada@example.com"}
+//! }
+//! let n = repo.execute("DELETE FROM users WHERE name = :name", &Params::new().set("name", "Ada")).await?;
+//! # Ok(()) }
+//! ```
+//!
+//! A parameter the SQL uses but `params` lacks, and one `params` has but the SQL never uses
+//! (usually a typo), are both `invalid_input` errors naming it.
+
+mod decode;
+mod rewrite;
+mod value;
+
+pub use rewrite::rewrite;
+pub use value::{Row, Value};
+
+use diesel::mysql::Mysql;
+use diesel::pg::Pg;
+use diesel::query_builder::BoxedSqlQuery;
+use diesel::sql_types as st;
+use diesel::sqlite::Sqlite;
+use diesel_async::RunQueryDsl;
+use keel_pool::Conn;
+use keel_schema::{Id, Timestamp};
+
+use crate::Repo;
+use crate::error::{Error, Result};
+
+/// Named parameters for [`Repo::query`] and [`Repo::execute`].
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Params(Vec<(String, Value)>);
+
+impl Params {
+    /// No parameters.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Sets `:name` to `value` (replacing an earlier value of the same name).
+    pub fn set(mut self, name: &str, value: impl Into<Value>) -> Self {
+        let value = value.into();
+        match self.0.iter_mut().find(|(n, _)| n == name) {
+            Some(slot) => slot.1 = value,
+            None => self.0.push((name.to_owned(), value)),
+        }
+        self
+    }
+
+    fn get(&self, name: &str) -> Option<&Value> {
+        self.0.iter().find(|(n, _)| n == name).map(|(_, v)| v)
+    }
+}
+
+/// The values in bind order, checking that every parameter is used and none is missing.
+fn bind_values<'p>(names: &[String], params: &'p Params) -> Result<Vec<&'p Value>> {
+    let mut values = Vec::with_capacity(names.len());
+    for name in names {
+        let v = params.get(name).ok_or_else(|| Error::invalid(format!("missing parameter :{name}")))?;
+        if let Value::Text(t) = v
+            && t.contains('\0')
+        {
+            return Err(Error::invalid(format!(
+                "parameter :{name} contains a NUL byte, which text cannot hold"
+            )));
+        }
+        values.push(v);
+    }
+    let unused: Vec<String> =
+        params.0.iter().filter(|(n, _)| !names.contains(n)).map(|(n, _)| format!(":{n}")).collect();
+    if !unused.is_empty() {
+        return Err(Error::invalid(format!("parameters not used by the SQL: {}", unused.join(", "))));
+    }
+    Ok(values)
+}
+
+/// Binds `values` onto a boxed SQL query for one backend.
+macro_rules! bind_values {
+    ($db:ty, $sql:expr, $values:expr) => {{
+        let mut q: BoxedSqlQuery<'_, $db, diesel::query_builder::SqlQuery> =
+            diesel::sql_query($sql).into_boxed::<$db>();
+        for v in $values {
+            q = match v {
+                Value::Null => q.bind::<st::Nullable<st::Text>, _>(None::<String>),
+                Value::Bool(b) => q.bind::<st::Bool, _>(*b),
+                Value::Int(i) => q.bind::<st::BigInt, _>(*i),
+                Value::Float(f) => q.bind::<st::Double, _>(*f),
+                Value::Decimal(t) | Value::Text(t) => q.bind::<st::Text, _>(t.clone()),
+                Value::Bytes(b) => q.bind::<st::Binary, _>(b.clone()),
+                Value::Uuid(u) => q.bind::<keel_schema::sql_types::Uuid, _>(Id(*u)),
+                Value::Date(d) => q.bind::<st::Date, _>(*d),
+                Value::Time(t) => q.bind::<st::Time, _>(*t),
+                Value::DateTime(t) => q.bind::<st::Timestamp, _>(*t),
+                Value::Timestamp(t) => q.bind::<keel_schema::sql_types::UtcTimestamp, _>(Timestamp(*t)),
+            };
+        }
+        q
+    }};
+}
+
+/// Runs one body on the connection's concrete type, with that backend's boxed query, and
+/// classifies the error like `with_conn!`.
+macro_rules! on_backend {
+    ($conn:expr, |$c:ident, $db:ident| $body:expr) => {{
+        let conn: &mut Conn = $conn;
+        let backend = conn.backend();
+        let result = match &mut *conn {
+            Conn::Postgres($c) => {
+                let $c: &mut keel_pool::PgConnection = &mut ***$c;
+                type $db = Pg;
+                $body
+            }
+            Conn::Mysql($c) => {
+                let $c: &mut keel_pool::MysqlConnection = &mut ***$c;
+                type $db = Mysql;
+                $body
+            }
+            Conn::Sqlite($c) => {
+                let $c: &mut keel_pool::SqliteConnection = &mut ***$c;
+                type $db = Sqlite;
+                $body
+            }
+        };
+        result.map_err(|e| {
+            let err = keel_pool::classify(backend, e);
+            conn.observe(&err);
+            Error::Db(err)
+        })
+    }};
+}
+
+/// Runs `sql` with `params` on `conn` and returns the rows (see the [module docs](self)). Use
+/// it inside [`Pool::transaction`](keel_pool::Pool::transaction) closures.
+pub async fn query_on(conn: &mut Conn, sql: &str, params: &Params) -> Result<Vec<Row>> {
+    let (text, names) = rewrite(sql, conn.backend())?;
+    let values = bind_values(&names, params)?;
+    on_backend!(conn, |c, DB| bind_values!(DB, text.clone(), &values).load::<Row>(c).await)
+}
+
+/// Runs a statement with `params` on `conn`; the number of rows it affected.
+pub async fn execute_on(conn: &mut Conn, sql: &str, params: &Params) -> Result<usize> {
+    let (text, names) = rewrite(sql, conn.backend())?;
+    let values = bind_values(&names, params)?;
+    on_backend!(conn, |c, DB| bind_values!(DB, text.clone(), &values).execute(c).await)
+}
+
+impl Repo {
+    /// Runs a query with named parameters on a pooled connection; rows as ordered maps.
+    pub async fn query(&self, sql: &str, params: &Params) -> Result<Vec<Row>> {
+        query_on(&mut self.pool.get().await?, sql, params).await
+    }
+
+    /// Runs a statement with named parameters; the number of rows it affected.
+    pub async fn execute(&self, sql: &str, params: &Params) -> Result<usize> {
+        execute_on(&mut self.pool.get().await?, sql, params).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use keel_pool::Backend;
+
+    use super::*;
+
+    #[test]
+    fn missing_and_unused_parameters_are_named() {
+        let (_, names) = rewrite("SELECT :a, :b", Backend::Postgres).unwrap();
+        let err = bind_values(&names, &Params::new().set("a", 1)).unwrap_err();
+        assert!(err.to_string().contains("missing parameter :b"), "{err}");
+        let err = bind_values(&names, &Params::new().set("a", 1).set("b", 2).set("typo", 3)).unwrap_err();
+        assert!(err.to_string().contains(":typo"), "{err}");
+        let err = bind_values(&names, &Params::new().set("a", "x\0").set("b", 2)).unwrap_err();
+        assert_eq!(err.kind(), keel_pool::ErrorKind::InvalidInput);
+        assert_eq!(
+            bind_values(&names, &Params::new().set("a", 1).set("b", Option::<i64>::None)).unwrap().len(),
+            2
+        );
+    }
+}
