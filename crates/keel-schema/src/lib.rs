@@ -16,7 +16,7 @@
 //! Modules:
 //! - [`schema`]: the `table!` definitions.
 //! - [`models`]: `User`/`NewUser`, `Job`/`NewJob`, `Account`/`NewAccount`, `Transfer`/`NewTransfer`.
-//! - [`id`], [`timestamp`]: the portable column types.
+//! - [`id`], [`timestamp`]: the portable column types; [`sql_types`]: their SQL types.
 //! - [`limits`]: column lengths, so callers can validate before the database does (SQLite does
 //!   not enforce `VARCHAR` lengths).
 

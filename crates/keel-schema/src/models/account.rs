@@ -1,3 +1,5 @@
+//! `accounts`: [`Account`] as stored and [`NewAccount`] for opening one.
+
 use diesel::prelude::*;
 use serde::{Deserialize, Serialize};
 

@@ -1,3 +1,5 @@
+//! `jobs`: [`Job`] as stored and [`NewJob`] for inserts.
+
 use diesel::prelude::*;
 use serde::{Deserialize, Serialize};
 

@@ -1,3 +1,5 @@
+//! `transfers`: the ledger row, [`Transfer`] as stored and [`NewTransfer`] for inserts.
+
 use diesel::prelude::*;
 use serde::{Deserialize, Serialize};
 

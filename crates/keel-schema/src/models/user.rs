@@ -1,3 +1,5 @@
+//! `users`: [`User`] as stored, [`NewUser`] for inserts.
+
 use diesel::prelude::*;
 use serde::{Deserialize, Serialize};
 
