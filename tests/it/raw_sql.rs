@@ -93,19 +93,19 @@ async fn named_parameters_bind_and_rows_come_back_typed() {
             .set("name", "nul\0")
             .set("email", "nul@example.com")
             .set("at", now);
-        assert_eq!(repo.execute(insert, &nul).await.unwrap_err().kind(), ErrorKind::InvalidInput);
+        assert_eq!(repo.execute(insert, &nul).await.unwrap_err().kind(), Some(ErrorKind::InvalidInput));
         let err = repo.query("SELECT :a, :b", &Params::new().set("a", 1)).await.unwrap_err();
         assert!(err.to_string().contains(":b"), "{err}");
         let err = repo.query("SELECT :a", &Params::new().set("a", 1).set("zz", 2)).await.unwrap_err();
         assert!(err.to_string().contains(":zz"), "{err}");
         let err = repo.query("SELEC nonsense", &Params::new()).await.unwrap_err();
-        assert_eq!(err.kind(), ErrorKind::Database, "{err}");
+        assert_eq!(err.kind(), Some(ErrorKind::Database), "{err}");
         let dup = Params::new()
             .set("id", Id::new())
             .set("name", "Dup")
             .set("email", "r0@example.com")
             .set("at", now);
-        assert_eq!(repo.execute(insert, &dup).await.unwrap_err().kind(), ErrorKind::UniqueViolation);
+        assert_eq!(repo.execute(insert, &dup).await.unwrap_err().kind(), Some(ErrorKind::UniqueViolation));
         assert_eq!(count_rows(&pool, "users").await.unwrap(), 4);
 
         // Inside a transaction, through the same connection.

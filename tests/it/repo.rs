@@ -26,7 +26,7 @@ fn users_from(base: Timestamp, n: usize, tag: &str) -> Vec<NewUser> {
 }
 
 fn kind<T: std::fmt::Debug>(r: Result<T, Error>) -> ErrorKind {
-    r.expect_err("expected an error").kind()
+    r.expect_err("expected an error").kind().expect("a classified error, not a domain refusal")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -69,10 +69,10 @@ async fn users_crud_and_bad_input() {
             user("", "empty@example.com"),
         ] {
             let err = repo.create_user(&bad).await.unwrap_err();
-            assert_eq!(err.kind(), ErrorKind::InvalidInput, "{err}");
+            assert_eq!(err.kind(), Some(ErrorKind::InvalidInput), "{err}");
         }
         let err = repo.update_user(grace.id, &UserPatch::new().name("a\0b")).await.unwrap_err();
-        assert_eq!(err.kind(), ErrorKind::InvalidInput);
+        assert_eq!(err.kind(), Some(ErrorKind::InvalidInput));
         assert_eq!(count_rows(&pool, "users").await.unwrap(), before);
 
         // Characters that mean something to SQL or to LIKE are stored as they are.

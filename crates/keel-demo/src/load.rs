@@ -138,7 +138,7 @@ pub async fn sample_ids(pool: &Pool, accounts_table: bool) -> Result<Vec<Id>> {
 
 async fn one_op(repo: &Repo, workload: Workload, ids: &[Id]) -> Outcome {
     let pick = || ids[rand::rng().random_range(0..ids.len())];
-    let failed = |e: keel_repo::Error| Outcome::Failed(e.kind().as_str());
+    let failed = |e: keel_repo::Error| Outcome::Failed(e.as_str());
     match workload {
         Workload::PointSelect => {
             let id = pick();

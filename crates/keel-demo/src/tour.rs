@@ -98,7 +98,7 @@ async fn crud(repo: &Repo, run: &str) -> Result<()> {
     let read = repo.get_user(ada.id).await?;
     let renamed = repo.update_user(ada.id, &UserPatch::new().name("Augusta Ada King")).await?;
     repo.delete_user(ada.id).await?;
-    let gone = repo.get_user(ada.id).await.err().map(|e| e.kind().as_str()).unwrap_or("still there!");
+    let gone = repo.get_user(ada.id).await.err().map(|e| e.as_str()).unwrap_or("still there!");
     table::print(
         &["step", "id", "name", "email"],
         &[
@@ -225,8 +225,8 @@ async fn failed_transaction(repo: &Repo, run: &str) -> Result<()> {
             .scope_boxed()
         })
         .await;
-    let err = outcome.err().map(|e| e.kind().as_str()).unwrap_or("no error?");
-    let after = repo.get_user(first.id).await.err().map(|e| e.kind().as_str()).unwrap_or("still there!");
+    let err = outcome.err().map(|e| e.as_str()).unwrap_or("no error?");
+    let after = repo.get_user(first.id).await.err().map(|e| e.as_str()).unwrap_or("still there!");
     table::print(&["transaction result", "first row afterwards"], &[vec![err.into(), after.into()]]);
     Ok(())
 }

@@ -3,8 +3,10 @@
 use keel_pool::{ErrorKind, TxError};
 use keel_schema::Id;
 
-/// What went wrong in a repository call. [`Error::kind`] gives the portable classification
-/// (its [`ErrorKind::as_str`] is the string HTTP bodies, JSON and metrics use).
+/// What went wrong in a repository call: a database, pool or input error classified by
+/// `keel-pool` ([`Error::kind`]), or a refusal of the repository's own domain
+/// ([`Error::InsufficientFunds`], which has no `keel-pool` kind). [`Error::as_str`] names
+/// either in snake_case: the string HTTP bodies, JSON and metrics use.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
@@ -39,18 +41,24 @@ pub enum Error {
 }
 
 impl Error {
-    /// The portable classification.
-    pub fn kind(&self) -> ErrorKind {
+    /// The portable classification of a database, pool or input error; `None` for a domain
+    /// refusal such as [`Error::InsufficientFunds`].
+    pub fn kind(&self) -> Option<ErrorKind> {
+        self.as_db().map(keel_pool::Error::kind)
+    }
+
+    /// The error's name in snake_case: [`ErrorKind::as_str`] of a classified error, or the
+    /// refusal's own name (`insufficient_funds`).
+    pub fn as_str(&self) -> &'static str {
         match self {
-            Error::Db(e) => e.kind(),
-            Error::BatchRow { source, .. } => source.kind(),
-            Error::InsufficientFunds { .. } => ErrorKind::InsufficientFunds,
+            Error::InsufficientFunds { .. } => "insufficient_funds",
+            Error::Db(e) | Error::BatchRow { source: e, .. } => e.kind().as_str(),
         }
     }
 
-    /// True when running the same call again can succeed.
+    /// True when running the same call again can succeed (never for a domain refusal).
     pub fn is_transient(&self) -> bool {
-        self.kind().is_transient()
+        self.kind().is_some_and(ErrorKind::is_transient)
     }
 
     /// The keel-pool error inside, if any.

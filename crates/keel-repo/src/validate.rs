@@ -64,7 +64,7 @@ mod tests {
         assert!(text("name", &"é".repeat(100), 100).is_ok());
         assert!(text("name", &"é".repeat(101), 100).is_err());
         let err = text("name", "a\0b", 100).unwrap_err();
-        assert_eq!(err.kind(), keel_pool::ErrorKind::InvalidInput);
+        assert_eq!(err.kind(), Some(keel_pool::ErrorKind::InvalidInput));
         assert!(err.to_string().contains("NUL"), "{err}");
     }
 }

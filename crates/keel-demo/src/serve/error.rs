@@ -1,5 +1,6 @@
 //! [`ApiError`]: every error response, `{ "error": { "kind": …, "message": … } }`, and the
-//! mapping from [`ErrorKind`] to an HTTP status.
+//! mapping from [`ErrorKind`] (and the repository's own refusals) to an HTTP status. The
+//! `kind` string is [`ErrorKind::as_str`] or [`keel_repo::Error::as_str`], never spelled here.
 //!
 //! | kind | status |
 //! |---|---|
@@ -32,7 +33,8 @@ use keel_pool::ErrorKind;
 #[derive(Debug)]
 pub(crate) struct ApiError {
     status: StatusCode,
-    kind: ErrorKind,
+    /// The `kind` string of the body, from an `as_str()` of keel's error types.
+    kind: &'static str,
     message: String,
 }
 
@@ -42,7 +44,7 @@ fn status_of(kind: ErrorKind) -> StatusCode {
         ErrorKind::InvalidInput | ErrorKind::NotNullViolation => StatusCode::BAD_REQUEST,
         ErrorKind::NotFound => StatusCode::NOT_FOUND,
         ErrorKind::UniqueViolation | ErrorKind::ForeignKeyViolation => StatusCode::CONFLICT,
-        ErrorKind::CheckViolation | ErrorKind::InsufficientFunds => StatusCode::UNPROCESSABLE_ENTITY,
+        ErrorKind::CheckViolation => StatusCode::UNPROCESSABLE_ENTITY,
         ErrorKind::PoolClosed | ErrorKind::CommitOutcomeUnknown => StatusCode::SERVICE_UNAVAILABLE,
         ErrorKind::StatementTimeout => StatusCode::GATEWAY_TIMEOUT,
         k if k.is_transient() => StatusCode::SERVICE_UNAVAILABLE,
@@ -86,7 +88,7 @@ fn database_message(kind: ErrorKind, constraint: Option<&str>) -> String {
 impl ApiError {
     /// An error of `kind` with the status the kind maps to and this message (shown as is).
     pub(crate) fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
-        ApiError { status: status_of(kind), kind, message: message.into() }
+        ApiError { status: status_of(kind), kind: kind.as_str(), message: message.into() }
     }
 
     /// 400 `invalid_input`.
@@ -116,17 +118,20 @@ impl ApiError {
 
 impl From<keel_repo::Error> for ApiError {
     fn from(err: keel_repo::Error) -> Self {
-        let kind = err.kind();
-        let message = match &err {
-            keel_repo::Error::InsufficientFunds { .. } => err.to_string(),
-            _ => match err.as_db() {
-                // Texts keel wrote itself (validation, "not found: user …"): safe and useful.
-                Some(e @ (keel_pool::Error::InvalidInput { .. } | keel_pool::Error::NotFound { .. })) => {
-                    e.to_string()
-                }
-                Some(e) => database_message(kind, e.constraint()),
-                None => database_message(kind, None),
-            },
+        let Some(db) = err.as_db() else {
+            // A refusal of the repository's own (not enough money): its text is ours, and
+            // the request was understood but cannot be carried out.
+            return ApiError {
+                status: StatusCode::UNPROCESSABLE_ENTITY,
+                kind: err.as_str(),
+                message: err.to_string(),
+            };
+        };
+        let kind = db.kind();
+        let message = match db {
+            // Texts keel wrote itself (validation, "not found: user …"): safe and useful.
+            keel_pool::Error::InvalidInput { .. } | keel_pool::Error::NotFound { .. } => db.to_string(),
+            _ => database_message(kind, db.constraint()),
         };
         let api = ApiError::new(kind, message);
         if api.status.is_server_error() {
@@ -167,7 +172,7 @@ impl From<QueryRejection> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = serde_json::json!({ "error": { "kind": self.kind.as_str(), "message": self.message } });
+        let body = serde_json::json!({ "error": { "kind": self.kind, "message": self.message } });
         let mut response = (self.status, axum::Json(body)).into_response();
         if self.status == StatusCode::SERVICE_UNAVAILABLE {
             response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
@@ -211,7 +216,6 @@ mod tests {
             (ErrorKind::NotFound, 404),
             (ErrorKind::UniqueViolation, 409),
             (ErrorKind::ForeignKeyViolation, 409),
-            (ErrorKind::InsufficientFunds, 422),
             (ErrorKind::CheckViolation, 422),
             (ErrorKind::Connect, 503),
             (ErrorKind::AcquireTimeout, 503),
@@ -239,7 +243,19 @@ mod tests {
         let api = ApiError::from(err);
         assert_eq!(api.status, StatusCode::INTERNAL_SERVER_ERROR);
         assert!(!api.message.contains("SELECT"), "{}", api.message);
-        assert_eq!(api.kind, ErrorKind::Database);
+        assert_eq!(api.kind, "database");
+    }
+
+    #[test]
+    fn insufficient_funds_is_422_with_its_own_kind() {
+        let err = keel_repo::Error::InsufficientFunds {
+            account: keel_schema::Id::new(),
+            balance_cents: 5,
+            amount_cents: 6,
+        };
+        let api = ApiError::from(err);
+        assert_eq!((api.status, api.kind), (StatusCode::UNPROCESSABLE_ENTITY, "insufficient_funds"));
+        assert!(api.message.contains("holds 5 cents"), "{}", api.message);
     }
 
     #[test]

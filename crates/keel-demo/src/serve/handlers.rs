@@ -150,7 +150,7 @@ pub(crate) async fn create_job(
     let job = match repo.create_job(&NewJob::new(user_id, body.title, body.salary_cents)).await {
         Ok(job) => job,
         // `jobs.user_id` is the table's only foreign key: the user is not there.
-        Err(e) if e.kind() == ErrorKind::ForeignKeyViolation => {
+        Err(e) if e.kind() == Some(ErrorKind::ForeignKeyViolation) => {
             return Err(ApiError::new(ErrorKind::NotFound, format!("not found: user {user_id}")));
         }
         Err(e) => return Err(e.into()),

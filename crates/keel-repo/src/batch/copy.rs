@@ -60,7 +60,7 @@ impl Repo {
             };
             match policy.backoff(attempt, started.elapsed()) {
                 Some(pause) if err.is_transient() => {
-                    tracing::info!(target: "keel::repo", attempt, kind = err.kind().as_str(), error = %err, "COPY failed transiently; retrying");
+                    tracing::info!(target: "keel::repo", attempt, kind = err.as_str(), error = %err, "COPY failed transiently; retrying");
                     tokio::time::sleep(pause).await;
                     attempt += 1;
                 }

@@ -184,7 +184,7 @@ mod tests {
         let err = bind_values(&names, &Params::new().set("a", 1).set("b", 2).set("typo", 3)).unwrap_err();
         assert!(err.to_string().contains(":typo"), "{err}");
         let err = bind_values(&names, &Params::new().set("a", "x\0").set("b", 2)).unwrap_err();
-        assert_eq!(err.kind(), keel_pool::ErrorKind::InvalidInput);
+        assert_eq!(err.kind(), Some(keel_pool::ErrorKind::InvalidInput));
         assert_eq!(
             bind_values(&names, &Params::new().set("a", 1).set("b", Option::<i64>::None)).unwrap().len(),
             2

@@ -168,11 +168,11 @@ mod tests {
         assert_eq!(n, ["yes"]);
         assert_eq!(
             rewrite("SELECT ?", Backend::Sqlite).unwrap_err().kind(),
-            keel_pool::ErrorKind::InvalidInput
+            Some(keel_pool::ErrorKind::InvalidInput)
         );
         assert_eq!(
             rewrite("SELECT $1", Backend::Postgres).unwrap_err().kind(),
-            keel_pool::ErrorKind::InvalidInput
+            Some(keel_pool::ErrorKind::InvalidInput)
         );
         // A `?` inside a literal is fine.
         assert_eq!(my("SELECT '?', :a").0, "SELECT '?', ?");
