@@ -27,6 +27,16 @@ pub mod tour;
 /// the working directory, so the demo runs on a machine with no server.
 pub const DEFAULT_URL: &str = "sqlite://keel.db";
 
+/// Logs to stderr (stdout is for results), filtered by `RUST_LOG`, `warn` by default.
+pub fn init_logging() {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+}
+
 /// Opens a pool on `config`, the error naming the database (password hidden).
 pub async fn open(config: Config) -> Result<Pool> {
     let url = config.url().to_string();

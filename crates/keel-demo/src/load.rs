@@ -288,15 +288,7 @@ pub struct Measured {
 
 /// Summarises what a run measured (shared with the raw baselines of `keel-bench`).
 pub fn report(args: &LoadArgs, backend: keel_pool::Backend, measured: Measured) -> Report {
-    let Measured {
-        mut latencies_us,
-        errors_by_kind,
-        retries,
-        timed_out,
-        wrong_results,
-        balance_before,
-        balance_after,
-    } = measured;
+    let mut latencies_us = measured.latencies_us;
     latencies_us.sort_unstable();
     let q = |p: f64| -> u64 {
         if latencies_us.is_empty() {
@@ -316,13 +308,13 @@ pub fn report(args: &LoadArgs, backend: keel_pool::Backend, measured: Measured) 
         p50_us: q(0.5),
         p99_us: q(0.99),
         max_us: latencies_us.last().copied().map(u64::from).unwrap_or(0),
-        errors: errors_by_kind.values().sum(),
-        errors_by_kind,
-        retries,
-        timed_out,
-        wrong_results,
-        balance_before,
-        balance_after,
+        errors: measured.errors_by_kind.values().sum(),
+        errors_by_kind: measured.errors_by_kind,
+        retries: measured.retries,
+        timed_out: measured.timed_out,
+        wrong_results: measured.wrong_results,
+        balance_before: measured.balance_before,
+        balance_after: measured.balance_after,
         acquire_p99_us: None,
     }
 }

@@ -38,12 +38,7 @@ enum Command {
 
 #[tokio::main]
 async fn main() -> Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    keel_demo::init_logging();
     let cli = Cli::parse();
     let url = cli.database_url.unwrap_or_else(|| keel_demo::DEFAULT_URL.to_owned());
     let config = Config::new(&url)?.with_env_overrides()?;

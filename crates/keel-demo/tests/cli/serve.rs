@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 use keel_pool::{Backend, Pool};
 use keel_repo::Repo;
 use keel_schema::{Id, NewUser};
+use keel_test::http::Response as Resp;
 use keel_test::{Proxy, for_each_backend, run_on, server_addr, test_db};
-use reqwest::header::HeaderMap;
 use serde_json::{Value, json};
 
 /// How long any wait in these tests may last before the test is declared hung.
@@ -130,42 +130,6 @@ impl Drop for Server {
     }
 }
 
-/// One response, its body already checked for leaks.
-#[derive(Debug)]
-struct Resp {
-    status: u16,
-    headers: HeaderMap,
-    text: String,
-}
-
-impl Resp {
-    fn json(&self) -> Value {
-        serde_json::from_str(&self.text).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text))
-    }
-
-    /// The error kind of an error response (and a check of its shape).
-    fn kind(&self) -> String {
-        let v = self.json();
-        let err = &v["error"];
-        assert!(err["message"].as_str().is_some_and(|m| !m.is_empty()), "no message: {v}");
-        err["kind"].as_str().unwrap_or_else(|| panic!("not an error body: {v}")).to_owned()
-    }
-
-    /// Asserts the status and, for errors, the kind.
-    #[track_caller]
-    fn expect(&self, status: u16, kind: Option<&str>) -> &Self {
-        assert_eq!(self.status, status, "{}", self.text);
-        if let Some(kind) = kind {
-            assert_eq!(self.kind(), kind, "{}", self.text);
-        }
-        self
-    }
-
-    fn retry_after(&self) -> Option<&str> {
-        self.headers.get("retry-after").and_then(|v| v.to_str().ok())
-    }
-}
-
 /// A client for one server; every body is checked for SQL and for the database password.
 struct Api {
     http: reqwest::Client,
@@ -184,13 +148,7 @@ impl Api {
         let status = res.status().as_u16();
         let headers = res.headers().clone();
         let text = res.text().await.unwrap();
-        for leak in ["SELECT", "INSERT", "UPDATE ", "DELETE FROM", "stack backtrace", "panicked"] {
-            assert!(!text.contains(leak), "{leak:?} leaked into a response: {text}");
-        }
-        if let Some(secret) = &self.secret {
-            assert!(!text.contains(secret.as_str()), "the password leaked into a response: {text}");
-        }
-        Resp { status, headers, text }
+        Resp::new(status, headers, text, self.secret.as_deref())
     }
 
     fn url(&self, path: &str) -> String {
@@ -214,11 +172,7 @@ impl Api {
     }
 
     async fn metrics(&self) -> String {
-        let res = self.get("/metrics").await;
-        res.expect(200, None);
-        let ct = res.headers.get("content-type").and_then(|v| v.to_str().ok()).unwrap_or_default();
-        assert!(ct.starts_with("text/plain; version=0.0.4"), "{ct}");
-        res.text
+        self.get("/metrics").await.into_prometheus_text()
     }
 
     /// Polls `/metrics` until it has `line`.
