@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
 
-use crate::config::Backend;
+use crate::url::Backend;
 
 /// What went wrong, the same on every backend. Use [`ErrorKind::as_str`] for the stable
 /// snake_case name (HTTP bodies, JSON, metric labels).

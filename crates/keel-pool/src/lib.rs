@@ -8,7 +8,8 @@
 //! What it is not for: the schema (`keel-schema`) and typed operations on it (`keel-repo`).
 //!
 //! Modules:
-//! - [`config`]: [`Config`], [`Backend`], [`DatabaseUrl`] (never shows a password).
+//! - [`config`]: [`Config`], the pool's knobs and their environment variables.
+//! - [`url`]: [`DatabaseUrl`] (never shows a password), [`SqliteTarget`], [`Backend`].
 //! - [`error`]: [`Error`], [`ErrorKind`], [`classify`].
 //! - [`conn`]: [`Conn`] and the connection types; the [`with_conn!`] macro.
 //! - [`pool`]: the [`Pool`] type.
@@ -43,8 +44,9 @@ pub mod stats;
 #[cfg(feature = "testing")]
 pub mod testing;
 pub mod tx;
+pub mod url;
 
-pub use config::{Backend, Config, DatabaseUrl, SqliteTarget};
+pub use config::Config;
 pub use conn::{Conn, MysqlConnection, PgConnection, SqliteConnection};
 pub use error::{Error, ErrorKind, classify, classify_postgres};
 pub use migrate::MigrationStatus;
@@ -55,3 +57,4 @@ pub use reuse::Reuse;
 pub use scoped_futures::{ScopedBoxFuture, ScopedFutureExt};
 pub use stats::{LATENCY_BUCKETS_US, LatencyHistogram, PoolStats};
 pub use tx::{Isolation, TxError, TxOptions};
+pub use url::{Backend, DatabaseUrl, SqliteTarget};

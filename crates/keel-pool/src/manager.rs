@@ -17,10 +17,11 @@ use diesel::connection::{Instrumentation, InstrumentationEvent};
 use diesel_async::pooled_connection::PoolableConnection;
 use diesel_async::{AsyncConnection, SimpleAsyncConnection as _};
 
-use crate::config::{Backend, Config};
+use crate::config::Config;
 use crate::conn::{MysqlConnection, PgConnection, SqliteConnection};
 use crate::error::{Error, ErrorKind};
 use crate::stats::Counters;
+use crate::url::Backend;
 
 /// State shared by a pool, its manager and its connections.
 pub(crate) struct Shared {

@@ -7,11 +7,12 @@ use std::time::{Duration, Instant};
 use diesel::sql_types::Text;
 use diesel_async::RunQueryDsl;
 
-use crate::config::{Backend, Config};
+use crate::config::Config;
 use crate::conn::{Conn, MysqlConnection, PgConnection, SqliteConnection};
 use crate::error::Error;
 use crate::manager::{BackendConn, KeelManager, Shared};
 use crate::stats::{PoolStats, snapshot};
+use crate::url::Backend;
 
 /// A pool of connections to one database, on the backend its URL chose. Cheap to clone: clones
 /// share the same connections.

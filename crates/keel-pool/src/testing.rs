@@ -37,11 +37,12 @@ use diesel::sql_types::{BigInt, Nullable, Text};
 use diesel_async::{RunQueryDsl, SimpleAsyncConnection as _};
 use futures_util::FutureExt as _;
 
-use crate::config::{Backend, Config, DatabaseUrl};
+use crate::config::Config;
 use crate::conn::{MysqlConnection, PgConnection};
 use crate::error::{Error, ErrorKind};
 use crate::migrate::FINGERPRINT;
 use crate::pool::Pool;
+use crate::url::{Backend, DatabaseUrl};
 
 /// The PostgreSQL template every test database is copied from.
 pub const TEMPLATE: &str = "keel_template";

@@ -69,11 +69,11 @@ use std::time::Instant;
 use diesel_async::{AnsiTransactionManager, SimpleAsyncConnection as _, TransactionManager};
 use scoped_futures::ScopedBoxFuture;
 
-use crate::config::Backend;
 use crate::conn::Conn;
 use crate::error::Error;
 use crate::pool::Pool;
 use crate::retry::RetryPolicy;
+use crate::url::Backend;
 
 /// Transaction isolation level.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
