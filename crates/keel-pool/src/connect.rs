@@ -31,7 +31,7 @@ pub(crate) fn connect_error(config: &Config, reason: &str) -> Error {
     } else {
         "check the URL and that the server is running"
     };
-    let kind = match crate::error::classify_message(config.backend(), &reason) {
+    let kind = match crate::classify::classify_message(config.backend(), &reason) {
         Some(k @ (ErrorKind::TooManyConnections | ErrorKind::ServerShutdown)) => k,
         _ => ErrorKind::Connect,
     };

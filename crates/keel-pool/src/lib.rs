@@ -10,7 +10,8 @@
 //! Modules:
 //! - [`config`]: [`Config`], the pool's knobs and their environment variables.
 //! - [`url`]: [`DatabaseUrl`] (never shows a password), [`SqliteTarget`], [`Backend`].
-//! - [`error`]: [`Error`], [`ErrorKind`], [`classify`].
+//! - [`error`]: [`Error`], [`ErrorKind`].
+//! - [`classify`](mod@classify): the driver codes and message tables behind [`classify()`] and [`classify_postgres`].
 //! - [`conn`]: [`Conn`] and the connection types; the [`with_conn!`] macro.
 //! - [`pool`]: the [`Pool`] type.
 //! - [`migrate`]: the embedded migrations.
@@ -29,6 +30,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod classify;
 pub mod config;
 pub mod conn;
 mod connect;
@@ -46,9 +48,10 @@ pub mod testing;
 pub mod tx;
 pub mod url;
 
+pub use classify::{classify, classify_postgres};
 pub use config::Config;
 pub use conn::{Conn, MysqlConnection, PgConnection, SqliteConnection};
-pub use error::{Error, ErrorKind, classify, classify_postgres};
+pub use error::{Error, ErrorKind};
 pub use migrate::MigrationStatus;
 pub use pool::{Health, Pool, PoolState};
 pub use readers::Reader;
