@@ -40,8 +40,8 @@ use futures_util::FutureExt as _;
 use crate::config::Config;
 use crate::conn::{MysqlConnection, PgConnection};
 use crate::error::{Error, ErrorKind};
-use crate::migrate::FINGERPRINT;
 use crate::pool::Pool;
+use crate::pool::migrate::FINGERPRINT;
 use crate::url::{Backend, DatabaseUrl};
 
 /// The PostgreSQL template every test database is copied from.

@@ -22,8 +22,8 @@ use scoped_futures::ScopedBoxFuture;
 
 use crate::conn::{Conn, MysqlConnection, PgConnection};
 use crate::error::{Error, ErrorKind};
-use crate::manager::Shared;
 use crate::pool::Pool;
+use crate::pool::shared::Shared;
 use crate::url::Backend;
 
 /// The session to stop (PostgreSQL backend pid, MySQL connection id), if the backend has any.
