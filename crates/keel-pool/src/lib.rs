@@ -7,14 +7,21 @@
 //! say what happened the same way on every backend ([`Error::kind`], [`ErrorKind`]).
 //! What it is not for: the schema (`keel-schema`) and typed operations on it (`keel-repo`).
 //!
-//! Modules:
-//! - [`config`]: [`Config`], the pool's knobs and their environment variables.
-//! - [`url`]: [`DatabaseUrl`] (never shows a password), [`SqliteTarget`], [`Backend`].
-//! - [`error`]: [`Error`], [`ErrorKind`].
-//! - [`classify`](mod@classify): the driver codes and message tables behind [`classify()`] and [`classify_postgres`].
-//! - [`conn`]: [`Conn`] and the connection types; the [`with_conn!`] macro.
-//! - [`pool`]: the [`Pool`] type.
-//! - [`migrate`]: the embedded migrations.
+//! Modules (every public one):
+//! - [`config`]: [`Config`], the pool's knobs with their defaults and environment variables.
+//! - [`url`]: [`DatabaseUrl`] (never shows a password), [`SqliteTarget`], the [`Backend`] it picks.
+//! - [`error`]: [`Error`] and its portable classification, [`ErrorKind`].
+//! - [`classify`](mod@classify): the driver codes and message tables behind [`classify()`].
+//! - [`conn`]: [`Conn`] and the connection types; the [`with_conn!`] and [`with_conn_raw!`] macros.
+//! - [`manager`]: the bb8 manager: opens connections, pings stale ones, times queries.
+//! - [`pool`]: the [`Pool`] type (connect, check out, state, health, stats, close); its concerns:
+//!   - [`run`](pool::run): [`Pool::run`], queries that can be abandoned without losing the connection.
+//!   - [`tx`](pool::tx): [`Pool::transaction`], [`TxOptions`], [`Isolation`], [`TxError`].
+//!   - [`readers`](pool::readers): [`Reader`], [`with_read!`]: pipelined reads on shared sessions.
+//!   - [`migrate`](pool::migrate): [`Pool::migrate`], [`MigrationStatus`], the embedded migrations.
+//! - [`retry`]: [`RetryPolicy`], backoff with jitter for transient failures.
+//! - [`reuse`]: [`Reuse`], keeping write statements prepared.
+//! - [`stats`]: [`PoolStats`] and [`LatencyHistogram`], the pool's numbers.
 //! - `testing` (feature `testing`): a database per test, on every backend.
 //!
 //! ```no_run
