@@ -1,8 +1,8 @@
 //! [`Conn`]: a pooled connection to whichever backend the URL chose, and the macros that run
 //! one diesel query body on it.
 
-use crate::config::Backend;
 use crate::manager::KeelManager;
+use crate::url::Backend;
 
 /// The PostgreSQL connection type (diesel-async over tokio-postgres).
 pub type PgConnection = diesel_async::AsyncPgConnection;

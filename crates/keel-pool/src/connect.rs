@@ -7,9 +7,10 @@ use diesel::Connection as _;
 use diesel::connection::SimpleConnection as _;
 use diesel_async::AsyncConnection as _;
 
-use crate::config::{Config, SqliteTarget};
+use crate::config::Config;
 use crate::conn::{MysqlConnection, PgConnection, SqliteConnection};
 use crate::error::{Error, ErrorKind};
+use crate::url::SqliteTarget;
 
 /// Builds the connect error for `config`'s server from a driver message, with a hint.
 pub(crate) fn connect_error(config: &Config, reason: &str) -> Error {
@@ -30,7 +31,7 @@ pub(crate) fn connect_error(config: &Config, reason: &str) -> Error {
     } else {
         "check the URL and that the server is running"
     };
-    let kind = match crate::error::classify_message(config.backend(), &reason) {
+    let kind = match crate::classify::classify_message(config.backend(), &reason) {
         Some(k @ (ErrorKind::TooManyConnections | ErrorKind::ServerShutdown)) => k,
         _ => ErrorKind::Connect,
     };

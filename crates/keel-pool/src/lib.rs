@@ -7,12 +7,21 @@
 //! say what happened the same way on every backend ([`Error::kind`], [`ErrorKind`]).
 //! What it is not for: the schema (`keel-schema`) and typed operations on it (`keel-repo`).
 //!
-//! Modules:
-//! - [`config`]: [`Config`], [`Backend`], [`DatabaseUrl`] (never shows a password).
-//! - [`error`]: [`Error`], [`ErrorKind`], [`classify`].
-//! - [`conn`]: [`Conn`] and the connection types; the [`with_conn!`] macro.
-//! - [`pool`]: the [`Pool`] type.
-//! - [`migrate`]: the embedded migrations.
+//! Modules (every public one):
+//! - [`config`]: [`Config`], the pool's knobs with their defaults and environment variables.
+//! - [`url`]: [`DatabaseUrl`] (never shows a password), [`SqliteTarget`], the [`Backend`] it picks.
+//! - [`error`]: [`Error`] and its portable classification, [`ErrorKind`].
+//! - [`classify`](mod@classify): the driver codes and message tables behind [`classify()`].
+//! - [`conn`]: [`Conn`] and the connection types; the [`with_conn!`] and [`with_conn_raw!`] macros.
+//! - [`manager`]: the bb8 manager: opens connections, pings stale ones, times queries.
+//! - [`pool`]: the [`Pool`] type (connect, check out, state, health, stats, close); its concerns:
+//!   - [`run`](pool::run): [`Pool::run`], queries that can be abandoned without losing the connection.
+//!   - [`tx`](pool::tx): [`Pool::transaction`], [`TxOptions`], [`Isolation`], [`TxError`].
+//!   - [`readers`](pool::readers): [`Reader`], [`with_read!`]: pipelined reads on shared sessions.
+//!   - [`migrate`](pool::migrate): [`Pool::migrate`], [`MigrationStatus`], the embedded migrations.
+//! - [`retry`]: [`RetryPolicy`], backoff with jitter for transient failures.
+//! - [`reuse`]: [`Reuse`], keeping write statements prepared.
+//! - [`stats`]: [`PoolStats`] and [`LatencyHistogram`], the pool's numbers.
 //!
 //! ```no_run
 //! use diesel::prelude::*;
@@ -27,28 +36,28 @@
 //! # Ok(()) }
 //! ```
 
+pub mod classify;
 pub mod config;
 pub mod conn;
 mod connect;
 pub mod error;
 pub mod manager;
-pub mod migrate;
 pub mod pool;
-pub mod readers;
 pub mod retry;
 pub mod reuse;
-pub mod run;
 pub mod stats;
-pub mod tx;
+pub mod url;
 
-pub use config::{Backend, Config, DatabaseUrl, SqliteTarget};
+pub use classify::{classify, classify_postgres};
+pub use config::Config;
 pub use conn::{Conn, MysqlConnection, PgConnection, SqliteConnection};
-pub use error::{Error, ErrorKind, classify, classify_postgres};
-pub use migrate::MigrationStatus;
+pub use error::{Error, ErrorKind};
+pub use pool::migrate::MigrationStatus;
+pub use pool::readers::Reader;
+pub use pool::tx::{Isolation, TxError, TxOptions};
 pub use pool::{Health, Pool, PoolState};
-pub use readers::Reader;
 pub use retry::RetryPolicy;
 pub use reuse::Reuse;
 pub use scoped_futures::{ScopedBoxFuture, ScopedFutureExt};
 pub use stats::{LATENCY_BUCKETS_US, LatencyHistogram, PoolStats};
-pub use tx::{Isolation, TxError, TxOptions};
+pub use url::{Backend, DatabaseUrl, SqliteTarget};

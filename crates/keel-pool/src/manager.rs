@@ -9,80 +9,19 @@
 use std::collections::VecDeque;
 use std::future::Future;
 use std::marker::PhantomData;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 
 use diesel::connection::{Instrumentation, InstrumentationEvent};
 use diesel_async::pooled_connection::PoolableConnection;
 use diesel_async::{AsyncConnection, SimpleAsyncConnection as _};
 
-use crate::config::{Backend, Config};
+use crate::config::Config;
 use crate::conn::{MysqlConnection, PgConnection, SqliteConnection};
 use crate::error::{Error, ErrorKind};
-use crate::stats::Counters;
-
-/// State shared by a pool, its manager and its connections.
-pub(crate) struct Shared {
-    pub(crate) config: Config,
-    pub(crate) counters: Counters,
-    pub(crate) last_connect_error: Mutex<Option<String>>,
-    epoch: Instant,
-    /// Micros since `epoch` when a connection was last seen failing.
-    suspect_since: AtomicU64,
-    pub(crate) closed: AtomicBool,
-    /// The side connection `Pool::run` sends `KILL QUERY` through (MySQL), opened on first use.
-    pub(crate) killer: crate::run::Killer,
-    /// PostgreSQL sessions shared by pipelined reads.
-    pub(crate) readers: crate::readers::Readers,
-}
-
-impl Shared {
-    pub(crate) fn new(config: Config) -> Self {
-        Shared {
-            readers: crate::readers::Readers::new(config.effective_read_connections()),
-            config,
-            counters: Counters::default(),
-            last_connect_error: Mutex::new(None),
-            epoch: Instant::now(),
-            suspect_since: AtomicU64::new(0),
-            closed: AtomicBool::new(false),
-            killer: tokio::sync::Mutex::new(None),
-        }
-    }
-
-    fn micros(&self, at: Instant) -> u64 {
-        u64::try_from(at.saturating_duration_since(self.epoch).as_micros()).unwrap_or(u64::MAX)
-    }
-
-    /// True once the pool was closed.
-    pub(crate) fn is_closed(&self) -> bool {
-        self.closed.load(Relaxed)
-    }
-
-    /// Marks every connection last used before now as needing a ping before reuse.
-    pub(crate) fn suspect_all(&self) {
-        self.suspect_since.fetch_max(self.micros(Instant::now()), Relaxed);
-    }
-
-    pub(crate) fn note_connect_error(&self, message: String) {
-        tracing::warn!(target: "keel_pool", error = %message, "database connection attempt failed");
-        if let Ok(mut slot) = self.last_connect_error.lock() {
-            *slot = Some(message);
-        }
-    }
-
-    pub(crate) fn last_connect_error(&self) -> Option<String> {
-        self.last_connect_error.lock().ok().and_then(|s| s.clone())
-    }
-
-    /// Records an error seen on a connection: a lost connection makes the others suspect.
-    pub(crate) fn observe(&self, err: &Error) {
-        if breaks_connection(err.kind()) {
-            self.suspect_all();
-        }
-    }
-}
+use crate::pool::shared::Shared;
+use crate::url::Backend;
 
 /// A pooled connection with what keel tracks about it.
 pub struct Managed<C> {

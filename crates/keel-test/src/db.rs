@@ -23,7 +23,7 @@ use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Nullable, Text};
 use diesel_async::{RunQueryDsl, SimpleAsyncConnection as _};
 use futures_util::FutureExt as _;
-use keel_pool::migrate::FINGERPRINT;
+use keel_pool::pool::migrate::FINGERPRINT;
 use keel_pool::{Backend, Config, Conn, DatabaseUrl, Error, ErrorKind, Pool, with_conn};
 
 use crate::report::{Outcome, record};

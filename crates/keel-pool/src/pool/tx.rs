@@ -69,11 +69,11 @@ use std::time::Instant;
 use diesel_async::{AnsiTransactionManager, SimpleAsyncConnection as _, TransactionManager};
 use scoped_futures::ScopedBoxFuture;
 
-use crate::config::Backend;
 use crate::conn::Conn;
 use crate::error::Error;
 use crate::pool::Pool;
 use crate::retry::RetryPolicy;
+use crate::url::Backend;
 
 /// Transaction isolation level.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -209,7 +209,7 @@ impl TxError for Error {
 
 impl Pool {
     /// Runs `f` in a transaction with default [`TxOptions`], retrying transient failures. See
-    /// the [module docs](crate::tx).
+    /// the [module docs](crate::pool::tx).
     pub async fn transaction<'a, T, E, F>(&self, f: F) -> Result<T, E>
     where
         F: for<'c> Fn(&'c mut Conn) -> ScopedBoxFuture<'a, 'c, Result<T, E>> + 'a,
@@ -312,7 +312,7 @@ impl Pool {
 
 /// A failure seen on `conn`: after a connection-level error the connection is closed and the
 /// pool's other connections are pinged before reuse.
-fn note_failure(shared: &crate::manager::Shared, conn: &mut Conn, err: &Error) {
+fn note_failure(shared: &crate::pool::shared::Shared, conn: &mut Conn, err: &Error) {
     shared.observe(err);
     conn.observe(err);
 }

@@ -6,11 +6,11 @@ use diesel::migration::MigrationSource;
 use diesel_async::async_connection_wrapper::AsyncConnectionWrapper;
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
 
-use crate::config::Backend;
 use crate::conn::{Conn, MysqlConnection, PgConnection};
 use crate::connect;
 use crate::error::Error;
 use crate::pool::Pool;
+use crate::url::Backend;
 
 /// PostgreSQL migrations, embedded at build time.
 pub const POSTGRES: EmbeddedMigrations = embed_migrations!("../../migrations/postgres");

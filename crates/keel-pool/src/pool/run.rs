@@ -20,11 +20,11 @@ use std::sync::{Arc, Mutex};
 use diesel_async::SimpleAsyncConnection as _;
 use scoped_futures::ScopedBoxFuture;
 
-use crate::config::Backend;
 use crate::conn::{Conn, MysqlConnection, PgConnection};
 use crate::error::{Error, ErrorKind};
-use crate::manager::Shared;
 use crate::pool::Pool;
+use crate::pool::shared::Shared;
+use crate::url::Backend;
 
 /// The session to stop (PostgreSQL backend pid, MySQL connection id), if the backend has any.
 struct Canceller(Option<u64>);

@@ -15,11 +15,11 @@
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 
-use crate::config::Backend;
 use crate::conn::PgConnection;
 use crate::error::Error;
 use crate::manager::{KeelManager, Managed};
 use crate::pool::Pool;
+use crate::url::Backend;
 
 type Shared = Arc<Managed<PgConnection>>;
 

@@ -1,4 +1,17 @@
-//! [`Pool`]: a bb8 pool per backend behind one type.
+//! [`Pool`]: a bb8 pool per backend behind one type — opening it, checking connections out,
+//! its state, health and numbers, and closing it. Its other concerns have a file each:
+//!
+//! - [`run`]: [`Pool::run`], queries that can be abandoned without losing the connection.
+//! - [`tx`]: [`Pool::transaction`] and [`TxOptions`](tx::TxOptions), transactions that retry.
+//! - [`readers`]: [`Pool::reader`] and [`with_read!`](crate::with_read), pipelined shared reads.
+//! - [`migrate`]: [`Pool::migrate`] and the embedded migrations.
+//! - `shared` (crate-private): the state a pool shares with its manager and connections.
+
+pub mod migrate;
+pub mod readers;
+pub mod run;
+pub(crate) mod shared;
+pub mod tx;
 
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, RwLock};
@@ -7,11 +20,13 @@ use std::time::{Duration, Instant};
 use diesel::sql_types::Text;
 use diesel_async::RunQueryDsl;
 
-use crate::config::{Backend, Config};
+use crate::config::Config;
 use crate::conn::{Conn, MysqlConnection, PgConnection, SqliteConnection};
 use crate::error::Error;
-use crate::manager::{BackendConn, KeelManager, Shared};
+use crate::manager::{BackendConn, KeelManager};
 use crate::stats::{PoolStats, snapshot};
+use crate::url::Backend;
+use shared::Shared;
 
 /// A pool of connections to one database, on the backend its URL chose. Cheap to clone: clones
 /// share the same connections.
