@@ -20,9 +20,9 @@ mod tokio_pg;
 #[derive(Parser)]
 #[command(name = "keel-bench", version, about = "keel's benchmark baselines (driven by cargo xtask bench)")]
 struct Cli {
-    /// Database URL (postgres://, mysql://, mariadb://, sqlite://path).
+    /// Database URL (postgres://, mysql://, mariadb://, sqlite://path); required.
     #[arg(long, global = true, env = "DATABASE_URL", hide_env_values = true)]
-    database_url: String,
+    database_url: Option<String>,
 
     #[command(subcommand)]
     command: Command,
@@ -45,7 +45,8 @@ enum Command {
 async fn main() -> Result<()> {
     keel_demo::init_logging();
     let cli = Cli::parse();
-    let config = Config::new(&cli.database_url).context("reading --database-url")?.with_env_overrides()?;
+    let url = cli.database_url.context("no database: pass --database-url or set DATABASE_URL")?;
+    let config = Config::new(&url).context("reading --database-url")?.with_env_overrides()?;
     match cli.command {
         Command::Raw(args) => keel_demo::print_json(&raw::run(config, &args).await?),
         Command::Bulk(args) => keel_demo::print_json(&bulk::bulk(config, &args).await?),
