@@ -3,8 +3,8 @@
 //! the next `COMMIT`, so tests cut connections without touching the real server or other tests.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::SeqCst};
+use std::sync::{Arc, PoisonError};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -39,9 +39,12 @@ pub struct Proxy {
 
 impl Proxy {
     /// Starts a proxy forwarding to `target`.
+    ///
+    /// # Panics
+    /// When no loopback port can be bound (the test cannot run).
     pub async fn start(target: SocketAddr) -> Proxy {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("binding a free loopback port");
+        let addr = listener.local_addr().expect("a bound listener has an address");
         let state = Arc::new(ProxyState {
             target,
             generation: watch::channel(0).0,
@@ -68,10 +71,13 @@ impl Proxy {
     }
 
     /// `url` with host and port replaced by the proxy's.
+    ///
+    /// # Panics
+    /// When `url` is not a server URL (`postgres://…`, `mysql://…`).
     pub fn url_for(&self, url: &str) -> String {
-        let mut u = url::Url::parse(url).unwrap();
-        u.set_host(Some("127.0.0.1")).unwrap();
-        u.set_port(Some(self.addr.port())).unwrap();
+        let mut u = url::Url::parse(url).expect("a server URL");
+        u.set_host(Some("127.0.0.1")).expect("a server URL takes a host");
+        u.set_port(Some(self.addr.port())).expect("a server URL takes a port");
         if matches!(u.scheme(), "mysql" | "mariadb") {
             // mysql_async otherwise switches a loopback TCP connection to the server's Unix
             // socket, around the proxy.
@@ -92,7 +98,7 @@ impl Proxy {
 
     /// Arms a fault for the next COMMIT that passes through.
     pub fn fault_next_commit(&self, fault: CommitFault) {
-        *self.state.commit_fault.lock().unwrap() = fault;
+        *self.state.commit_fault.lock().unwrap_or_else(PoisonError::into_inner) = fault;
     }
 
     /// How many COMMIT faults were injected.
@@ -134,7 +140,10 @@ async fn pipe(state: Arc<ProxyState>, mut client: TcpStream) {
                 if n == 0 { return; }
                 let chunk = &up[..n];
                 if is_commit(chunk) {
-                    let fault = std::mem::replace(&mut *state.commit_fault.lock().unwrap(), CommitFault::None);
+                    let fault = std::mem::replace(
+                        &mut *state.commit_fault.lock().unwrap_or_else(PoisonError::into_inner),
+                        CommitFault::None,
+                    );
                     match fault {
                         CommitFault::None => {}
                         CommitFault::DropBeforeCommit => {
@@ -163,18 +172,21 @@ async fn pipe(state: Arc<ProxyState>, mut client: TcpStream) {
 }
 
 /// The `host:port` a server URL points at.
+///
+/// # Panics
+/// When `url` is not a server URL with a host that resolves.
 pub fn server_addr(url: &str) -> SocketAddr {
     use std::net::ToSocketAddrs;
-    let u = url::Url::parse(url).unwrap();
+    let u = url::Url::parse(url).expect("a server URL");
     (
-        u.host_str().unwrap(),
+        u.host_str().expect("a server URL has a host"),
         u.port_or_known_default().unwrap_or(match u.scheme() {
             "mysql" | "mariadb" => 3306,
             _ => 5432,
         }),
     )
         .to_socket_addrs()
-        .unwrap()
-        .next()
-        .unwrap()
+        .ok()
+        .and_then(|mut addrs| addrs.next())
+        .expect("the server host resolves")
 }

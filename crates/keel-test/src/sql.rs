@@ -15,8 +15,12 @@ pub async fn exec_on(pool: &Pool, sql: &str) -> Result<(), keel_pool::Error> {
 }
 
 /// Another pool on the same database as `pool`, configured by `adjust`.
+///
+/// # Panics
+/// When the second pool cannot connect (the first one just did, so the test cannot go on).
 pub async fn pool_with(pool: &Pool, adjust: impl FnOnce(Config) -> Config) -> Pool {
-    Pool::connect(adjust(Config::new(pool.config().url().expose_secret()).unwrap())).await.unwrap()
+    let config = Config::new(pool.config().url().expose_secret()).expect("the pool's own URL parses");
+    Pool::connect(adjust(config)).await.unwrap_or_else(|e| panic!("a second pool on the test database: {e}"))
 }
 
 /// A second pool on the same database, for acting on the first one's sessions from the side.
