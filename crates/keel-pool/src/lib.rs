@@ -21,6 +21,8 @@
 //!   - [`migrate`](pool::migrate): [`Pool::migrate`], [`MigrationStatus`], the embedded migrations.
 //! - [`retry`]: [`RetryPolicy`], backoff with jitter for transient failures.
 //! - [`reuse`]: [`Reuse`], keeping write statements prepared.
+//! - [`id`], [`timestamp`]: [`Id`] (UUIDv7) and [`Timestamp`] (UTC, microseconds), portable column
+//!   types for anyone's tables; [`sql_types`]: their SQL types for `table!`.
 //! - [`stats`]: [`PoolStats`] and [`LatencyHistogram`], the pool's numbers.
 //!
 //! ```no_run
@@ -41,17 +43,21 @@ pub mod config;
 pub mod conn;
 mod connect;
 pub mod error;
+pub mod id;
 pub mod manager;
 pub mod pool;
 pub mod retry;
 pub mod reuse;
+pub mod sql_types;
 pub mod stats;
+pub mod timestamp;
 pub mod url;
 
 pub use classify::{classify, classify_postgres};
 pub use config::Config;
 pub use conn::{Conn, MysqlConnection, PgConnection, SqliteConnection};
 pub use error::{Error, ErrorKind};
+pub use id::{Id, IdParseError};
 pub use pool::migrate::MigrationStatus;
 pub use pool::readers::Reader;
 pub use pool::tx::{Isolation, TxError, TxOptions};
@@ -60,4 +66,5 @@ pub use retry::RetryPolicy;
 pub use reuse::Reuse;
 pub use scoped_futures::{ScopedBoxFuture, ScopedFutureExt};
 pub use stats::{LATENCY_BUCKETS_US, LatencyHistogram, PoolStats};
+pub use timestamp::{Timestamp, now};
 pub use url::{Backend, DatabaseUrl, SqliteTarget};

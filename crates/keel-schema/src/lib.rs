@@ -1,8 +1,9 @@
-//! Types shared by every keel crate: the diesel schema, row structs and the portable column
-//! types. This crate does no I/O.
+//! keel's demo domain: the diesel schema of users, jobs, accounts and transfers, and their row
+//! structs. This crate does no I/O.
 //!
 //! One [`table!`](diesel::table) schema serves PostgreSQL, MySQL/MariaDB and SQLite. Two custom
-//! SQL types make that possible:
+//! SQL types make that possible; they live in `keel-pool` (for anyone's tables) and are
+//! re-exported here under the same paths:
 //! - [`sql_types::Uuid`] with the Rust type [`Id`]: `uuid` on PostgreSQL, `BINARY(16)` on
 //!   MySQL/MariaDB and `BLOB` on SQLite. Ids are UUIDv7, so they sort by creation time and are
 //!   generated client-side (MySQL has no `RETURNING`).
@@ -16,17 +17,13 @@
 //! Modules:
 //! - [`schema`]: the `table!` definitions.
 //! - [`models`]: `User`/`NewUser`, `Job`/`NewJob`, `Account`/`NewAccount`, `Transfer`/`NewTransfer`.
-//! - [`id`], [`timestamp`]: the portable column types; [`sql_types`]: their SQL types.
+//! - `id`, `timestamp`, `sql_types`: re-exported from `keel-pool`.
 //! - [`limits`]: column lengths, so callers can validate before the database does (SQLite does
 //!   not enforce `VARCHAR` lengths).
 
-pub mod id;
 pub mod limits;
 pub mod models;
 pub mod schema;
-pub mod sql_types;
-pub mod timestamp;
 
-pub use id::{Id, IdParseError};
+pub use keel_pool::{Id, IdParseError, Timestamp, id, now, sql_types, timestamp};
 pub use models::*;
-pub use timestamp::{Timestamp, now};

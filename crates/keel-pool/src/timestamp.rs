@@ -21,7 +21,7 @@ pub const SQLITE_FORMAT: &str = "%Y-%m-%d %H:%M:%S%.6f";
 /// (`Deref`, `From` both ways); serialises as RFC 3339.
 ///
 /// ```
-/// let t = keel_schema::Timestamp::now();
+/// let t = keel_pool::Timestamp::now();
 /// assert_eq!(t.timestamp_subsec_nanos() % 1000, 0);
 /// ```
 #[derive(

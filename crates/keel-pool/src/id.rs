@@ -16,8 +16,8 @@ use crate::sql_types::Uuid as SqlUuid;
 /// A primary key: a UUIDv7, stored natively on every backend (see [`SqlUuid`]).
 ///
 /// ```
-/// let id = keel_schema::Id::new();
-/// let parsed: keel_schema::Id = id.to_string().parse().unwrap();
+/// let id = keel_pool::Id::new();
+/// let parsed: keel_pool::Id = id.to_string().parse().unwrap();
 /// assert_eq!(id, parsed);
 /// ```
 #[derive(
