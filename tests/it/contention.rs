@@ -13,6 +13,7 @@ use diesel_async::RunQueryDsl;
 use keel_pool::{
     Backend, Conn, Error, ErrorKind, Isolation, Pool, ScopedFutureExt, TxError, TxOptions, with_conn,
 };
+use keel_schema::MIGRATIONS;
 use keel_schema::schema::{accounts, transfers};
 use keel_schema::{Id, NewAccount, NewTransfer, NewUser, Timestamp};
 use keel_test::for_each_backend;
@@ -117,7 +118,7 @@ async fn kill_one(side: &Pool, app: &str) -> bool {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_ledger_survives_contention_and_terminated_sessions() {
     let secs: u64 = std::env::var("KEEL_CONTENTION_SECS").ok().and_then(|s| s.parse().ok()).unwrap_or(10);
-    for_each_backend(|pool| async move {
+    for_each_backend(&MIGRATIONS, |pool| async move {
         let b = pool.backend();
         if b == Backend::Sqlite {
             return; // one writer at a time, and no sessions to terminate

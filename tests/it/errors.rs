@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use diesel_async::RunQueryDsl;
 use keel_pool::{Backend, ErrorKind, Pool, with_conn};
+use keel_schema::MIGRATIONS;
 use keel_schema::schema::users;
 use keel_schema::{Id, NewUser};
 use keel_test::for_each_backend;
@@ -47,7 +48,7 @@ fn begin(backend: Backend) -> &'static str {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deadlocks_are_classified_and_transient() {
-    for_each_backend(|pool| async move {
+    for_each_backend(&MIGRATIONS, |pool| async move {
         let b = pool.backend();
         if b == Backend::Sqlite {
             return; // one writer at a time: SQLite cannot deadlock
@@ -72,7 +73,7 @@ async fn deadlocks_are_classified_and_transient() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lock_timeouts_are_classified_and_transient() {
-    for_each_backend(|pool| async move {
+    for_each_backend(&MIGRATIONS, |pool| async move {
         let b = pool.backend();
         let pool = pool_with(&pool, |c| c.sqlite_busy_timeout(Duration::from_millis(100))).await;
         let (x, _) = two_accounts(&pool).await;
@@ -97,7 +98,7 @@ async fn lock_timeouts_are_classified_and_transient() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn statement_timeouts_are_enforced_by_the_server() {
-    for_each_backend(|pool| async move {
+    for_each_backend(&MIGRATIONS, |pool| async move {
         let b = pool.backend();
         if b == Backend::Sqlite {
             return; // no server to stop the statement
@@ -130,7 +131,7 @@ async fn statement_timeouts_are_enforced_by_the_server() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serialization_failures_are_classified_and_transient() {
-    for_each_backend(|pool| async move {
+    for_each_backend(&MIGRATIONS, |pool| async move {
         let b = pool.backend();
         if b != Backend::Postgres {
             return; // MySQL reports these conflicts as deadlocks or lock waits (tested above)
@@ -156,7 +157,7 @@ async fn serialization_failures_are_classified_and_transient() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_terminated_session_is_connection_lost() {
-    for_each_backend(|pool| async move {
+    for_each_backend(&MIGRATIONS, |pool| async move {
         let b = pool.backend();
         if b == Backend::Sqlite {
             return;
@@ -174,7 +175,7 @@ async fn a_terminated_session_is_connection_lost() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn not_null_too_long_and_nul_bytes() {
-    for_each_backend(|pool| async move {
+    for_each_backend(&MIGRATIONS, |pool| async move {
         let b = pool.backend();
         let sql = format!(
             "INSERT INTO users (id, name, email) VALUES ({}, NULL, 'n@example.com')",

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use diesel::sql_types::BigInt;
 use diesel_async::RunQueryDsl;
 use keel_pool::{Backend, Config, Pool, ScopedFutureExt, with_conn};
+use keel_schema::MIGRATIONS;
 use keel_test::for_each_backend;
 use rand::Rng;
 
@@ -102,7 +103,7 @@ async fn hammer(pool: &Pool, secs: f64, cancel: bool) -> Tally {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn serial_cancellation_is_safe_and_costs_no_reconnect() {
     let secs: f64 = std::env::var("KEEL_CANCEL_SECS").ok().and_then(|s| s.parse().ok()).unwrap_or(10.0);
-    for_each_backend(|pool| async move {
+    for_each_backend(&MIGRATIONS, |pool| async move {
         let b = pool.backend();
         if b == Backend::Sqlite {
             return; // nothing to cancel on a server; a dropped SQLite call finishes on its thread
@@ -199,7 +200,7 @@ async fn serial_a_postgres_restart_is_ridden_out() {
         eprintln!("SKIPPED serial_a_postgres_restart_is_ridden_out: no local PostgreSQL cluster to restart");
         return;
     };
-    let Some(db) = keel_test::test_db(Backend::Postgres).await else { return };
+    let Some(db) = keel_test::test_db(Backend::Postgres, &MIGRATIONS).await else { return };
     keel_test::run_on(db, |pool| async move {
         let bring_back = BringBack { version };
         keel_test::exec_on(&pool, "CREATE TABLE pings (n BIGINT NOT NULL)").await.unwrap();
@@ -251,7 +252,7 @@ async fn serial_a_postgres_restart_is_ridden_out() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serial_too_many_connections_is_classified_and_transient() {
-    for_each_backend(|pool| async move {
+    for_each_backend(&MIGRATIONS, |pool| async move {
         let b = pool.backend();
         if b == Backend::Sqlite {
             return;

@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
 use keel_pool::{Backend, Config, ErrorKind, Pool, with_conn};
+use keel_schema::MIGRATIONS;
 use keel_schema::schema::{jobs, users};
 use keel_schema::{Id, Job, NewJob, NewUser, Timestamp, User};
 use keel_test::{TestDb, for_each_backend, run_on, test_db};
@@ -45,29 +46,32 @@ async fn migrations_go_up_down_and_up_again() {
             Ok(db) => db,
             Err(e) => {
                 // Same skip/require rules as every other test.
-                assert!(test_db(backend).await.is_none(), "{e}");
+                assert!(test_db(backend, &MIGRATIONS).await.is_none(), "{e}");
                 continue;
             }
         };
         run_on(db, |pool| async move {
             let all = vec!["accounts", "jobs", "transfers", "users"];
-            let status = pool.migration_status().await.unwrap();
+            let status = pool.migration_status(&keel_schema::MIGRATIONS).await.unwrap();
             assert!(status.applied.is_empty(), "{status:?}");
             assert_eq!(status.pending.len(), 2, "{status:?}");
 
-            let ran = pool.migrate().await.unwrap();
+            let ran = pool.migrate(&keel_schema::MIGRATIONS).await.unwrap();
             assert_eq!(ran.len(), 2);
             assert_eq!(table_names(&pool).await, all);
-            assert!(pool.migrate().await.unwrap().is_empty(), "a second migrate applies nothing");
+            assert!(
+                pool.migrate(&keel_schema::MIGRATIONS).await.unwrap().is_empty(),
+                "a second migrate applies nothing"
+            );
 
-            let reverted = pool.revert_all_migrations().await.unwrap();
+            let reverted = pool.revert_all_migrations(&keel_schema::MIGRATIONS).await.unwrap();
             assert_eq!(reverted.len(), 2);
             assert!(table_names(&pool).await.is_empty(), "down.sql must drop everything up.sql made");
-            assert_eq!(pool.migration_status().await.unwrap().pending.len(), 2);
+            assert_eq!(pool.migration_status(&keel_schema::MIGRATIONS).await.unwrap().pending.len(), 2);
 
-            assert_eq!(pool.migrate().await.unwrap().len(), 2);
+            assert_eq!(pool.migrate(&keel_schema::MIGRATIONS).await.unwrap().len(), 2);
             assert_eq!(table_names(&pool).await, all);
-            let status = pool.migration_status().await.unwrap();
+            let status = pool.migration_status(&keel_schema::MIGRATIONS).await.unwrap();
             assert_eq!((status.applied.len(), status.pending.len()), (2, 0));
         })
         .await;
@@ -76,7 +80,7 @@ async fn migrations_go_up_down_and_up_again() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn users_and_jobs_read_back_through_an_inner_join() {
-    for_each_backend(|pool| async move {
+    for_each_backend(&MIGRATIONS, |pool| async move {
         let alice = NewUser::new("Alice", "alice@example.com");
         let bob = NewUser::new("Bob", "bob@example.com");
         let carol = NewUser::new("Carol (no jobs)", "carol@example.com");
@@ -125,7 +129,7 @@ async fn users_and_jobs_read_back_through_an_inner_join() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn constraint_violations_are_distinguishable() {
-    for_each_backend(|pool| async move {
+    for_each_backend(&MIGRATIONS, |pool| async move {
         let backend = pool.backend();
         let first = NewUser::new("First", "same@example.com");
         insert_user(&pool, &first).await.unwrap();
@@ -154,7 +158,7 @@ async fn constraint_violations_are_distinguishable() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ids_and_microsecond_timestamps_round_trip() {
-    for_each_backend(|pool| async move {
+    for_each_backend(&MIGRATIONS, |pool| async move {
         let backend = pool.backend();
         // Edge values: all-zero and all-ones bytes, a v4 and a v7 id; a time with 6 significant
         // fractional digits.
@@ -271,7 +275,7 @@ async fn a_silent_server_fails_within_the_connect_timeout() {
 async fn sqlite_in_memory_is_one_shared_connection() {
     let pool = Pool::connect(Config::new("sqlite::memory:").unwrap().max_size(8)).await.unwrap();
     assert_eq!(pool.state().max_size, 1);
-    pool.migrate().await.unwrap();
+    pool.migrate(&keel_schema::MIGRATIONS).await.unwrap();
     insert_user(&pool, &NewUser::new("Mem", "mem@example.com")).await.unwrap();
     assert_eq!(keel_test::count_rows(&pool, "users").await.unwrap(), 1);
 }
@@ -279,13 +283,27 @@ async fn sqlite_in_memory_is_one_shared_connection() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn leftover_listing_finds_kept_databases_but_not_the_template() {
     for backend in [Backend::Postgres, Backend::Mysql] {
-        let Some(db) = test_db(backend).await else { continue };
+        let Some(db) = test_db(backend, &MIGRATIONS).await else { continue };
         let name = db.name().to_owned();
         let listed = keel_test::leftover_databases(backend).await.unwrap();
         assert!(listed.contains(&name), "{backend}: {name} not in {listed:?}");
-        assert!(!listed.iter().any(|n| n == keel_test::TEMPLATE), "{backend}: {listed:?}");
+        assert!(!listed.iter().any(|n| *n == keel_test::template_name(&MIGRATIONS)), "{backend}: {listed:?}");
         db.drop_database().await;
         let listed = keel_test::leftover_databases(backend).await.unwrap();
         assert!(!listed.contains(&name), "{backend}: dropped database still listed");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_set_without_this_backends_folder_is_a_clear_migration_error() {
+    for_each_backend(&MIGRATIONS, |pool| async move {
+        let none = keel_pool::Migrations::embedded("db/migrations", None, None, None);
+        let err = pool.migrate(&none).await.unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Migration, "{err}");
+        let folder = format!("db/migrations/{}", pool.backend().as_str());
+        assert!(err.to_string().contains(&folder), "{err}");
+        // The demo set's tables are untouched.
+        assert!(pool.migration_status(&MIGRATIONS).await.unwrap().pending.is_empty());
+    })
+    .await;
 }

@@ -4,12 +4,13 @@ use keel_pool::ScopedFutureExt as _;
 use keel_pool::{Backend, ErrorKind};
 use keel_repo::Repo;
 use keel_repo::raw::{Params, Value};
+use keel_schema::MIGRATIONS;
 use keel_schema::{Id, NewUser};
 use keel_test::{count_rows, for_each_backend};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn named_parameters_bind_and_rows_come_back_typed() {
-    for_each_backend(|pool| async move {
+    for_each_backend(&MIGRATIONS, |pool| async move {
         let backend = pool.backend();
         let repo = Repo::new(pool.clone());
         let insert = "INSERT INTO users (id, name, email, created_at) VALUES (:id, :name, :email, :at)";

@@ -3,12 +3,13 @@
 
 use keel_pool::Backend;
 use keel_repo::Repo;
+use keel_schema::MIGRATIONS;
 use keel_schema::NewUser;
 use keel_test::for_each_backend;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shared_reads_are_correct_and_survive_a_dead_session() {
-    for_each_backend(|pool| async move {
+    for_each_backend(&MIGRATIONS, |pool| async move {
         let pool = keel_test::pool_with(&pool, |c| c.max_size(4).read_connections(2)).await;
         let repo = Repo::new(pool.clone());
         let users: Vec<NewUser> =

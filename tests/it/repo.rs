@@ -7,6 +7,7 @@ use std::time::Duration;
 use futures_util::TryStreamExt as _;
 use keel_pool::{Backend, ErrorKind};
 use keel_repo::{BatchMethod, BatchOptions, Error, Repo, UserFilter, UserPatch};
+use keel_schema::MIGRATIONS;
 use keel_schema::{Id, NewJob, NewUser, Timestamp};
 use keel_test::{count_rows, for_each_backend};
 
@@ -31,7 +32,7 @@ fn kind<T: std::fmt::Debug>(r: Result<T, Error>) -> ErrorKind {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn users_crud_and_bad_input() {
-    for_each_backend(|pool| async move {
+    for_each_backend(&MIGRATIONS, |pool| async move {
         let repo = Repo::new(pool.clone());
         let new = user("Ada Lovelace", "ada@example.com");
         let ada = repo.create_user(&new).await.unwrap();
@@ -102,7 +103,7 @@ async fn users_crud_and_bad_input() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn search_treats_input_as_literal_text() {
-    for_each_backend(|pool| async move {
+    for_each_backend(&MIGRATIONS, |pool| async move {
         let repo = Repo::new(pool.clone());
         let names =
             ["100% real", "a_b", "axb", "back\\slash", "O'Brien", "'; DROP TABLE users; --", "Plain Name"];
@@ -135,7 +136,7 @@ async fn search_treats_input_as_literal_text() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ranges_joins_and_aggregates() {
-    for_each_backend(|pool| async move {
+    for_each_backend(&MIGRATIONS, |pool| async move {
         let repo = Repo::new(pool.clone());
         let base = keel_schema::now();
         let people = users_from(base, 5, "Person");
@@ -190,7 +191,7 @@ async fn ranges_joins_and_aggregates() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn keyset_pages_are_stable_under_concurrent_inserts() {
-    for_each_backend(|pool| async move {
+    for_each_backend(&MIGRATIONS, |pool| async move {
         let repo = Repo::new(pool.clone());
         let base = Timestamp(keel_schema::now().0 - chrono::Duration::hours(1));
         let originals = users_from(base, 25, "Page");
@@ -229,7 +230,7 @@ async fn keyset_pages_are_stable_under_concurrent_inserts() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn streams_read_every_row_in_order() {
-    for_each_backend(|pool| async move {
+    for_each_backend(&MIGRATIONS, |pool| async move {
         let repo = Repo::new(pool.clone());
         let rows = users_from(keel_schema::now(), 2_345, "Stream");
         repo.insert_users(&rows).await.unwrap();
@@ -250,7 +251,7 @@ async fn streams_read_every_row_in_order() {
 /// the table stays empty; without the duplicate, exactly 100,000 rows.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn batch_insert_is_all_or_nothing_and_names_the_bad_row() {
-    for_each_backend(|pool| async move {
+    for_each_backend(&MIGRATIONS, |pool| async move {
         let repo = Repo::new(pool.clone());
         let mut methods = vec![BatchMethod::MultiRow];
         if pool.backend() == Backend::Postgres {
@@ -318,7 +319,7 @@ async fn batch_insert_is_all_or_nothing_and_names_the_bad_row() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn transfers_apply_once_per_key_and_refuse_bad_input() {
-    for_each_backend(|pool| async move {
+    for_each_backend(&MIGRATIONS, |pool| async move {
         let repo = Repo::new(pool.clone());
         let owner = repo.create_user(&user("Owner", "owner@example.com")).await.unwrap();
         let a = repo.create_account(owner.id, 10_000).await.unwrap();
@@ -366,7 +367,7 @@ async fn transfers_apply_once_per_key_and_refuse_bad_input() {
 /// ledger has one row per applied transfer, and no balance is ever negative.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_transfers_keep_the_books_balanced() {
-    for_each_backend(|pool| async move {
+    for_each_backend(&MIGRATIONS, |pool| async move {
         if pool.backend() == Backend::Sqlite {
             return; // one writer at a time: nothing to contend on
         }

@@ -12,6 +12,7 @@ use keel_demo::serve::{AppState, Settings, router};
 use keel_pool::{Backend, Pool};
 use keel_repo::Repo;
 use keel_schema::Id;
+use keel_schema::MIGRATIONS;
 use keel_test::http::Response as Resp;
 use keel_test::{count_rows, for_each_backend, run_on, test_db};
 use serde_json::{Value, json};
@@ -90,7 +91,7 @@ async fn balance(api: &Api, account: Id) -> i64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_route_and_error_status_on_every_backend() {
-    for_each_backend(|pool| async move {
+    for_each_backend(&MIGRATIONS, |pool| async move {
         let api = Api::new(&pool, Settings::default());
 
         // Health.
@@ -317,7 +318,7 @@ async fn every_route_and_error_status_on_every_backend() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_request_over_the_timeout_is_stopped_with_504() {
-    let Some(db) = test_db(Backend::Sqlite).await else { return };
+    let Some(db) = test_db(Backend::Sqlite, &MIGRATIONS).await else { return };
     run_on(db, |pool| async move {
         let settings = Settings::default().request_timeout(Duration::from_secs(1)).test_routes(true);
         let api = Api::new(&pool, settings);

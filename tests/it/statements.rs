@@ -5,6 +5,7 @@ use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
 use keel_pool::{Backend, with_conn};
 use keel_repo::Repo;
+use keel_schema::MIGRATIONS;
 use keel_schema::NewUser;
 use keel_test::for_each_backend;
 
@@ -32,7 +33,7 @@ async fn prepared(pool: &keel_pool::Pool, pattern: &str) -> i64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn transfers_reuse_their_prepared_statements() {
-    for_each_backend(|pool| async move {
+    for_each_backend(&MIGRATIONS, |pool| async move {
         if pool.backend() == Backend::Sqlite {
             return; // no server-side statements to count
         }

@@ -11,6 +11,7 @@ use keel_pool::{
     Backend, Config, Conn, Error, ErrorKind, Isolation, Pool, RetryPolicy, ScopedBoxFuture, ScopedFutureExt,
     TxError, TxOptions, with_conn,
 };
+use keel_schema::MIGRATIONS;
 use keel_schema::schema::{accounts, users};
 use keel_schema::{Id, NewAccount, NewUser};
 use keel_test::for_each_backend;
@@ -69,7 +70,7 @@ impl TxError for Withdraw {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn write_skew_under_serializable_fails_one_side_which_is_retried() {
-    for_each_backend(|pool| async move {
+    for_each_backend(&MIGRATIONS, |pool| async move {
         let b = pool.backend();
         if b == Backend::Sqlite {
             return; // writers are serialized by BEGIN IMMEDIATE: no skew possible (see busy test)
@@ -123,7 +124,7 @@ async fn write_skew_under_serializable_fails_one_side_which_is_retried() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn domain_errors_are_never_retried() {
-    for_each_backend(|pool| async move {
+    for_each_backend(&MIGRATIONS, |pool| async move {
         let attempts = AtomicUsize::new(0);
         let result: Result<(), Withdraw> = pool
             .transaction(|conn| {
@@ -163,7 +164,7 @@ async fn domain_errors_are_never_retried() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn read_only_transactions_refuse_writes() {
-    for_each_backend(|pool| async move {
+    for_each_backend(&MIGRATIONS, |pool| async move {
         let b = pool.backend();
         let err = pool
             .transaction_with(TxOptions::new().read_only(true), |conn| {
@@ -189,7 +190,7 @@ async fn read_only_transactions_refuse_writes() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nested_transactions_are_savepoints() {
-    for_each_backend(|pool| async move {
+    for_each_backend(&MIGRATIONS, |pool| async move {
         pool.transaction(|conn| {
             async move {
                 add_user(conn, "outer@example.com").await?;
@@ -220,7 +221,7 @@ async fn nested_transactions_are_savepoints() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_busy_sqlite_writer_is_retried_until_the_lock_is_free() {
-    for_each_backend(|pool| async move {
+    for_each_backend(&MIGRATIONS, |pool| async move {
         if pool.backend() != Backend::Sqlite {
             return;
         }
@@ -243,7 +244,7 @@ async fn a_busy_sqlite_writer_is_retried_until_the_lock_is_free() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_connection_lost_during_commit_is_an_unknown_outcome() {
-    for_each_backend(|pool| async move {
+    for_each_backend(&MIGRATIONS, |pool| async move {
         let b = pool.backend();
         if b == Backend::Sqlite {
             return; // no network between SQLite and its caller
@@ -278,7 +279,7 @@ async fn a_connection_lost_during_commit_is_an_unknown_outcome() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_exhausted_pool_times_out_then_recovers() {
-    for_each_backend(|pool| async move {
+    for_each_backend(&MIGRATIONS, |pool| async move {
         let small =
             keel_test::pool_with(&pool, |c| c.max_size(2).acquire_timeout(Duration::from_millis(200))).await;
         let max = small.state().max_size as usize;
@@ -297,7 +298,7 @@ async fn an_exhausted_pool_times_out_then_recovers() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_terminated_pooled_connection_is_replaced() {
-    for_each_backend(|pool| async move {
+    for_each_backend(&MIGRATIONS, |pool| async move {
         let b = pool.backend();
         if b == Backend::Sqlite {
             return;
@@ -320,7 +321,7 @@ async fn a_terminated_pooled_connection_is_replaced() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn requests_fail_transiently_while_the_server_is_away_and_recover() {
-    for_each_backend(|pool| async move {
+    for_each_backend(&MIGRATIONS, |pool| async move {
         let b = pool.backend();
         if b == Backend::Sqlite {
             return;
@@ -373,7 +374,7 @@ async fn requests_fail_transiently_while_the_server_is_away_and_recover() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stats_health_and_close() {
-    for_each_backend(|pool| async move {
+    for_each_backend(&MIGRATIONS, |pool| async move {
         let b = pool.backend();
         let p = keel_test::pool_with(&pool, |c| c.slow_query_threshold(Some(Duration::ZERO))).await;
         let health = p.health().await.unwrap();

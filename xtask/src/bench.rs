@@ -157,7 +157,7 @@ pub fn bench(root: &Path, backend: &str, quick: bool) -> Result<()> {
         plan.warmup
     )?;
     for backend in backends {
-        let db = match rt.block_on(TestDb::create(backend, "bench")) {
+        let db = match rt.block_on(TestDb::create(backend, "bench", &keel_schema::MIGRATIONS)) {
             Ok(db) => db,
             Err(e) => {
                 eprintln!("skipping {backend}: {e}");

@@ -20,7 +20,7 @@ pub async fn migrate(url: Option<&str>) -> Result<()> {
     let config = Config::new(url.unwrap_or(servers::SQLITE_URL))?;
     println!("migrating {}", config.url());
     let pool = Pool::connect(config).await.context("connecting")?;
-    let applied = pool.migrate().await.context("running migrations")?;
+    let applied = pool.migrate(&keel_schema::MIGRATIONS).await.context("running migrations")?;
     if applied.is_empty() {
         println!("up to date");
     }
@@ -49,7 +49,7 @@ pub async fn status(url: Option<&str>) -> Result<()> {
             Ok(v) => println!("         version:   {v}"),
             Err(e) => println!("         version:   unknown ({e})"),
         }
-        match pool.migration_status().await {
+        match pool.migration_status(&keel_schema::MIGRATIONS).await {
             Ok(s) => {
                 println!("         applied:   {} {}", s.applied.len(), s.applied.join(", "));
                 println!("         pending:   {} {}", s.pending.len(), s.pending.join(", "));

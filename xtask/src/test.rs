@@ -2,7 +2,7 @@
 //! of what ran, was skipped (with why) or failed, read from the results file the test helpers
 //! write (`keel_test::report`, the format's one definition).
 //!
-//! Order: the PostgreSQL template is rebuilt once; then every test except the `serial_` ones,
+//! Order: the PostgreSQL template of the demo migrations is made if missing; then every test except the `serial_` ones,
 //! in parallel; then the `serial_` tests (server restarts, server-wide counters) one at a time,
 //! so they neither disturb nor are disturbed by other tests; then the doctests. An unfiltered
 //! run fails when its serial phase runs no test (a renamed module must not drop them silently).
@@ -30,9 +30,12 @@ pub fn test(root: &Path, extra: &[String], env: &[(&str, &str)]) -> Result<()> {
         None => servers::required_backends(),
     };
 
-    // Migrate the PostgreSQL template once for this run; every test database is a copy.
-    eprintln!("preparing the PostgreSQL test template ({})", keel_test::TEMPLATE);
-    match runtime()?.block_on(keel_test::prepare_postgres_template(true)) {
+    // Make sure the demo set's PostgreSQL template exists; every test database is a copy. It is
+    // named after the migrations' fingerprint, so it is never rebuilt under another checkout's
+    // running tests (a different set gets a template of its own).
+    let migrations = &keel_schema::MIGRATIONS;
+    eprintln!("preparing the PostgreSQL test template ({})", keel_test::template_name(migrations));
+    match runtime()?.block_on(keel_test::prepare_postgres_template(migrations, false)) {
         Ok(()) => {}
         Err(TestDbError::Unavailable { reason, .. }) if !required.contains(&Backend::Postgres) => {
             eprintln!("PostgreSQL unreachable, its tests will be skipped: {reason}");

@@ -46,7 +46,7 @@ pub async fn open(config: Config) -> Result<Pool> {
 /// `keel-demo migrate`: applies pending migrations and lists what was applied.
 pub async fn migrate(config: Config) -> Result<()> {
     let pool = open(config).await?;
-    let applied = pool.migrate().await.context("running migrations")?;
+    let applied = pool.migrate(&keel_schema::MIGRATIONS).await.context("running migrations")?;
     if applied.is_empty() {
         println!("{}: up to date, nothing to apply", pool.config().url());
     }

@@ -126,7 +126,7 @@ pub struct Seeded {
 /// `keel-demo seed`: opens the pool, applies pending migrations, seeds and prints the summary.
 pub async fn command(config: Config, args: &SeedArgs) -> Result<()> {
     let pool = crate::open(config).await?;
-    pool.migrate().await.context("running migrations")?;
+    pool.migrate(&keel_schema::MIGRATIONS).await.context("running migrations")?;
     let seeded = run(&pool, args).await?;
     println!("{}", summary(&seeded));
     Ok(())

@@ -170,7 +170,7 @@ pub async fn run(
     let url = config.url().to_string();
     let pool = Pool::connect(config).await.with_context(|| format!("opening {url}"))?;
     if !args.skip_migrations {
-        for version in pool.migrate().await.context("running migrations")? {
+        for version in pool.migrate(&keel_schema::MIGRATIONS).await.context("running migrations")? {
             tracing::info!(%version, "applied migration");
         }
     }

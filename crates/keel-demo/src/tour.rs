@@ -48,7 +48,7 @@ pub async fn run(pool: Pool) -> Result<()> {
     println!("   url: {}", pool.config().url());
 
     heading("Migrate", "Embedded migrations for this backend; a second run applies nothing.");
-    let applied = pool.migrate().await.context("running migrations")?;
+    let applied = pool.migrate(&keel_schema::MIGRATIONS).await.context("running migrations")?;
     if applied.is_empty() {
         println!("   up to date");
     }

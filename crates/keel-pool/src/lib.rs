@@ -3,7 +3,7 @@
 //!
 //! What it is for: opening a [`Pool`] from a [`Config`] (a URL plus documented knobs), checking
 //! out a [`Conn`] and running one diesel query body on whichever backend it is with
-//! [`with_conn!`], running the embedded migrations ([`Pool::migrate`]), and getting errors that
+//! [`with_conn!`], running any [`Migrations`] set ([`Pool::migrate`]), and getting errors that
 //! say what happened the same way on every backend ([`Error::kind`], [`ErrorKind`]).
 //! What it is not for: the schema (`keel-schema`) and typed operations on it (`keel-repo`).
 //!
@@ -14,11 +14,12 @@
 //! - [`classify`](mod@classify): the driver codes and message tables behind [`classify()`].
 //! - [`conn`]: [`Conn`] and the connection types; the [`with_conn!`] and [`with_conn_raw!`] macros.
 //! - [`manager`]: the bb8 manager: opens connections, pings stale ones, times queries.
+//! - [`migrations`]: [`Migrations`], a migration set per backend as a value, from [`embed_migrations!`].
 //! - [`pool`]: the [`Pool`] type (connect, check out, state, health, stats, close); its concerns:
 //!   - [`run`](pool::run): [`Pool::run`], queries that can be abandoned without losing the connection.
 //!   - [`tx`](pool::tx): [`Pool::transaction`], [`TxOptions`], [`Isolation`], [`TxError`].
 //!   - [`readers`](pool::readers): [`Reader`], [`with_read!`]: pipelined reads on shared sessions.
-//!   - [`migrate`](pool::migrate): [`Pool::migrate`], [`MigrationStatus`], the embedded migrations.
+//!   - [`migrate`](pool::migrate): [`Pool::migrate`], [`MigrationStatus`]: applying a [`Migrations`] set.
 //! - [`retry`]: [`RetryPolicy`], backoff with jitter for transient failures.
 //! - [`reuse`]: [`Reuse`], keeping write statements prepared.
 //! - [`id`], [`timestamp`]: [`Id`] (UUIDv7) and [`Timestamp`] (UTC, microseconds), portable column
@@ -32,7 +33,7 @@
 //!
 //! # async fn demo() -> Result<(), keel_pool::Error> {
 //! let pool = keel_pool::Pool::connect(keel_pool::Config::new("sqlite://keel.db")?).await?;
-//! pool.migrate().await?;
+//! pool.migrate(&keel_schema::MIGRATIONS).await?;
 //! let mut conn = pool.get().await?;
 //! let n: i64 = keel_pool::with_conn!(&mut conn, |c| users::table.count().get_result(c).await)?;
 //! # Ok(()) }
@@ -45,6 +46,7 @@ mod connect;
 pub mod error;
 pub mod id;
 pub mod manager;
+pub mod migrations;
 pub mod pool;
 pub mod retry;
 pub mod reuse;
@@ -58,6 +60,8 @@ pub use config::Config;
 pub use conn::{Conn, MysqlConnection, PgConnection, SqliteConnection};
 pub use error::{Error, ErrorKind};
 pub use id::{Id, IdParseError};
+pub use keel_derive::embed_migrations;
+pub use migrations::Migrations;
 pub use pool::migrate::MigrationStatus;
 pub use pool::readers::Reader;
 pub use pool::tx::{Isolation, TxError, TxOptions};

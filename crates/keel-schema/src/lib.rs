@@ -18,6 +18,7 @@
 //! - [`schema`]: the `table!` definitions.
 //! - [`models`]: `User`/`NewUser`, `Job`/`NewJob`, `Account`/`NewAccount`, `Transfer`/`NewTransfer`.
 //! - `id`, `timestamp`, `sql_types`: re-exported from `keel-pool`.
+//! - [`MIGRATIONS`]: the demo tables' migrations (`migrations/{postgres,mysql,sqlite}` in this crate).
 //! - [`limits`]: column lengths, so callers can validate before the database does (SQLite does
 //!   not enforce `VARCHAR` lengths).
 
@@ -27,3 +28,7 @@ pub mod schema;
 
 pub use keel_pool::{Id, IdParseError, Timestamp, id, now, sql_types, timestamp};
 pub use models::*;
+
+/// The demo tables' migrations, one set per backend, embedded from this crate's `migrations/`.
+/// Apply them with `pool.migrate(&keel_schema::MIGRATIONS)`.
+pub const MIGRATIONS: keel_pool::Migrations = keel_pool::embed_migrations!("migrations");

@@ -1,7 +1,7 @@
 //! A database of each test's own, on every backend.
 //!
 //! Every test gets a database of its own, so tests run in parallel without seeing each other:
-//! - PostgreSQL: `CREATE DATABASE … TEMPLATE keel_template`, a file copy that takes
+//! - PostgreSQL: `CREATE DATABASE … TEMPLATE keel_tpl_<fingerprint>`, a file copy that takes
 //!   milliseconds. The template is migrated once and marked with the migrations' fingerprint;
 //!   a template from other migrations is rebuilt (under an advisory lock, since nextest runs
 //!   tests in parallel processes).
@@ -23,14 +23,20 @@ use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Nullable, Text};
 use diesel_async::{RunQueryDsl, SimpleAsyncConnection as _};
 use futures_util::FutureExt as _;
-use keel_pool::pool::migrate::FINGERPRINT;
-use keel_pool::{Backend, Config, Conn, DatabaseUrl, Error, ErrorKind, Pool, with_conn};
+use keel_pool::{Backend, Config, Conn, DatabaseUrl, Error, ErrorKind, Migrations, Pool, with_conn};
 
 use crate::report::{Outcome, record};
 use crate::servers::{required_backends, server_url};
 
-/// The PostgreSQL template every test database is copied from.
-pub const TEMPLATE: &str = "keel_template";
+/// Prefix of the PostgreSQL templates test databases are copied from; the rest of the name is
+/// the migration set's [fingerprint](Migrations::fingerprint), so every set (yours, keel's)
+/// has its own template and checkouts on one server with the same set share it.
+pub const TEMPLATE_PREFIX: &str = "keel_tpl_";
+
+/// The PostgreSQL template of `migrations`: `keel_tpl_<fingerprint>`.
+pub fn template_name(migrations: &Migrations) -> String {
+    format!("{TEMPLATE_PREFIX}{}", migrations.fingerprint())
+}
 
 /// Prefix of every database (or SQLite file) this module creates.
 pub const PREFIX: &str = "keel_t_";
@@ -108,19 +114,21 @@ struct Comment {
     comment: Option<String>,
 }
 
-/// Makes sure `keel_template` exists and holds this build's migrations; with `force`, rebuilds
-/// it regardless (what `cargo xtask test` does once per run).
-pub async fn prepare_postgres_template(force: bool) -> Result<(), TestDbError> {
+/// Makes sure the template of `migrations` exists and is complete (migrated, then marked);
+/// with `force`, rebuilds it regardless. A template left half-built by a crash is rebuilt.
+pub async fn prepare_postgres_template(migrations: &Migrations, force: bool) -> Result<(), TestDbError> {
     let b = Backend::Postgres;
+    let template = template_name(migrations);
+    let template = template.as_str();
     let admin_url = DatabaseUrl::parse(&server_url(b).unwrap_or_default()).map_err(setup_err(b))?;
     let mut admin = admin(b, &admin_url).await?;
     // One builder at a time across processes; the lock ends with the session.
     run_each(b, &mut admin, &["SELECT pg_advisory_lock(740213555)".to_owned()]).await?;
-    let expected = format!("keel migrations {FINGERPRINT}");
+    let expected = format!("keel migrations {}", migrations.fingerprint());
     let current: Option<Comment> = with_conn!(&mut admin, |c| diesel::sql_query(
         "SELECT shobj_description(oid, 'pg_database') AS comment FROM pg_database WHERE datname = $1",
     )
-    .bind::<Text, _>(TEMPLATE)
+    .bind::<Text, _>(template)
     .get_result(c)
     .await
     .optional())
@@ -136,57 +144,74 @@ pub async fn prepare_postgres_template(force: bool) -> Result<(), TestDbError> {
             b,
             &mut admin,
             &[
-                format!("ALTER DATABASE {TEMPLATE} WITH IS_TEMPLATE false"),
-                format!("DROP DATABASE {TEMPLATE} WITH (FORCE)"),
+                format!("ALTER DATABASE {template} WITH IS_TEMPLATE false"),
+                format!("DROP DATABASE {template} WITH (FORCE)"),
             ],
         )
         .await?;
     }
-    run_each(b, &mut admin, &[format!("CREATE DATABASE {TEMPLATE}")]).await?;
-    let template_url = admin_url.with_database(TEMPLATE).map_err(setup_err(b))?;
+    run_each(b, &mut admin, &[format!("CREATE DATABASE {template}")]).await?;
+    let template_url = admin_url.with_database(template).map_err(setup_err(b))?;
     {
         let pool =
             Pool::connect(Config::new(template_url.expose_secret()).map_err(setup_err(b))?.max_size(1))
                 .await
                 .map_err(setup_err(b))?;
-        pool.migrate().await.map_err(setup_err(b))?;
+        pool.migrate(migrations).await.map_err(setup_err(b))?;
     }
     // Copying needs the template without sessions: drop any the pool left behind.
     run_each(b, &mut admin, &[
         format!(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{TEMPLATE}' AND pid <> pg_backend_pid()"
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{template}' AND pid <> pg_backend_pid()"
         ),
-        format!("COMMENT ON DATABASE {TEMPLATE} IS '{expected}'"),
-        format!("ALTER DATABASE {TEMPLATE} WITH IS_TEMPLATE true"),
+        format!("COMMENT ON DATABASE {template} IS '{expected}'"),
+        format!("ALTER DATABASE {template} WITH IS_TEMPLATE true"),
     ])
     .await?;
     Ok(())
 }
 
-static TEMPLATE_READY: tokio::sync::OnceCell<()> = tokio::sync::OnceCell::const_new();
+/// Fingerprints whose template this process has checked.
+static TEMPLATES_READY: tokio::sync::Mutex<Vec<String>> = tokio::sync::Mutex::const_new(Vec::new());
 
 impl TestDb {
-    /// Creates a migrated database for `test` on `backend`.
-    pub async fn create(backend: Backend, test: &str) -> Result<TestDb, TestDbError> {
-        Self::create_inner(backend, test, true).await
+    /// Creates a database for `test` on `backend`, migrated with `migrations`.
+    pub async fn create(
+        backend: Backend,
+        test: &str,
+        migrations: &Migrations,
+    ) -> Result<TestDb, TestDbError> {
+        Self::create_inner(backend, test, Some(migrations)).await
     }
 
     /// Creates an empty database (no migrations applied), for tests of migrations themselves.
     pub async fn create_empty(backend: Backend, test: &str) -> Result<TestDb, TestDbError> {
-        Self::create_inner(backend, test, false).await
+        Self::create_inner(backend, test, None).await
     }
 
-    async fn create_inner(backend: Backend, test: &str, migrated: bool) -> Result<TestDb, TestDbError> {
+    async fn create_inner(
+        backend: Backend,
+        test: &str,
+        migrations: Option<&Migrations>,
+    ) -> Result<TestDb, TestDbError> {
         let name = unique_name(test);
         match backend {
             Backend::Postgres => {
                 let admin_url = DatabaseUrl::parse(&server_url(backend).unwrap_or_default())
                     .map_err(setup_err(backend))?;
                 let mut admin = admin(backend, &admin_url).await?;
-                if migrated {
-                    TEMPLATE_READY.get_or_try_init(|| prepare_postgres_template(false)).await?;
-                }
-                let template = if migrated { TEMPLATE } else { "template0" };
+                let template = match migrations {
+                    Some(m) => {
+                        let fingerprint = m.fingerprint();
+                        let mut ready = TEMPLATES_READY.lock().await;
+                        if !ready.contains(&fingerprint) {
+                            prepare_postgres_template(m, false).await?;
+                            ready.push(fingerprint);
+                        }
+                        template_name(m)
+                    }
+                    None => "template0".to_owned(),
+                };
                 run_each(backend, &mut admin, &[format!("CREATE DATABASE {name} TEMPLATE {template}")])
                     .await?;
                 let url = admin_url.with_database(&name).map_err(setup_err(backend))?;
@@ -202,7 +227,7 @@ impl TestDb {
                 let url = admin_url.with_database(&name).map_err(setup_err(backend))?;
                 let pool = test_pool(&url).await.map_err(setup_err(backend))?;
                 let db = TestDb { backend, name, url, admin_url: Some(admin_url), sqlite_path: None, pool };
-                db.migrated_if(migrated).await
+                db.migrated_if(migrations).await
             }
             Backend::Sqlite => {
                 let path = std::env::temp_dir().join(format!("{name}.db"));
@@ -210,14 +235,16 @@ impl TestDb {
                     .map_err(setup_err(backend))?;
                 let pool = test_pool(&url).await.map_err(setup_err(backend))?;
                 let db = TestDb { backend, name, url, admin_url: None, sqlite_path: Some(path), pool };
-                db.migrated_if(migrated).await
+                db.migrated_if(migrations).await
             }
         }
     }
 
     /// Applies the migrations when asked; drops the database if they fail.
-    async fn migrated_if(self, migrated: bool) -> Result<TestDb, TestDbError> {
-        if migrated && let Err(e) = self.pool.migrate().await {
+    async fn migrated_if(self, migrations: Option<&Migrations>) -> Result<TestDb, TestDbError> {
+        if let Some(m) = migrations
+            && let Err(e) = self.pool.migrate(m).await
+        {
             let backend = self.backend;
             self.drop_database().await;
             return Err(TestDbError::Setup(backend, e));
@@ -310,9 +337,9 @@ pub fn current_test() -> String {
 /// # Panics
 /// When the backend is required but unreachable, or when the server is reachable but the
 /// database cannot be prepared.
-pub async fn test_db(backend: Backend) -> Option<TestDb> {
+pub async fn test_db(backend: Backend, migrations: &Migrations) -> Option<TestDb> {
     let test = &current_test();
-    match TestDb::create(backend, test).await {
+    match TestDb::create(backend, test, migrations).await {
         Ok(db) => Some(db),
         Err(TestDbError::Unavailable { reason, .. }) => {
             if required_backends().contains(&backend) {
@@ -354,15 +381,15 @@ where
 }
 
 /// Runs `body` once per backend (PostgreSQL, MySQL/MariaDB, SQLite), each time on a fresh
-/// migrated database of its own. Unreachable servers are skipped as described in the module
+/// database of its own, migrated with `migrations`. Unreachable servers are skipped as described in the module
 /// docs.
-pub async fn for_each_backend<F, Fut>(body: F)
+pub async fn for_each_backend<F, Fut>(migrations: &Migrations, body: F)
 where
     F: Fn(Pool) -> Fut,
     Fut: Future<Output = ()>,
 {
     for backend in Backend::ALL {
-        if let Some(db) = test_db(backend).await {
+        if let Some(db) = test_db(backend, migrations).await {
             run_on(db, &body).await;
         }
     }
@@ -376,7 +403,7 @@ pub async fn leftover_databases(backend: Backend) -> Result<Vec<String>, TestDbE
         name: String,
     }
     let url = DatabaseUrl::parse(&server_url(backend).unwrap_or_default()).map_err(setup_err(backend))?;
-    // `_` is a LIKE wildcard: escaped, so `keel_template` does not match `keel_t_%`.
+    // `_` is a LIKE wildcard: escaped, so the `keel_tpl_` templates do not match `keel_t_%`.
     let pattern = format!("{}%", PREFIX.replace('_', "\\_"));
     let sql = match backend {
         Backend::Postgres => "SELECT datname AS name FROM pg_database WHERE datname LIKE $1",

@@ -21,7 +21,8 @@
 //! ```no_run
 //! #[tokio::test(flavor = "multi_thread")]
 //! async fn counts_users() {
-//!     keel_test::for_each_backend(|pool| async move {
+//!     # const MIGRATIONS: keel_pool::Migrations = keel_pool::Migrations::embedded("m", None, None, None);
+//!     keel_test::for_each_backend(&MIGRATIONS, |pool| async move {
 //!         let _conn = pool.get().await.unwrap();
 //!     })
 //!     .await;
@@ -36,8 +37,8 @@ pub mod servers;
 pub mod sql;
 
 pub use db::{
-    PREFIX, TEMPLATE, TestDb, TestDbError, count_rows, current_test, for_each_backend, leftover_databases,
-    prepare_postgres_template, run_on, test_db,
+    PREFIX, TEMPLATE_PREFIX, TestDb, TestDbError, count_rows, current_test, for_each_backend,
+    leftover_databases, prepare_postgres_template, run_on, template_name, test_db,
 };
 pub use proxy::{CommitFault, Proxy, server_addr};
 pub use servers::{required_backends, server_url};

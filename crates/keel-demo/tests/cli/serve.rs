@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use keel_pool::{Backend, Pool};
 use keel_repo::Repo;
+use keel_schema::MIGRATIONS;
 use keel_schema::{Id, NewUser};
 use keel_test::http::Response as Resp;
 use keel_test::{Proxy, for_each_backend, run_on, server_addr, test_db};
@@ -199,7 +200,7 @@ fn id_of(v: &Value) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigint_stops_the_server_cleanly() {
-    let Some(db) = test_db(Backend::Sqlite).await else { return };
+    let Some(db) = test_db(Backend::Sqlite, &MIGRATIONS).await else { return };
     run_on(db, |pool| async move {
         let server = Server::start(&url_of(&pool), &[], &[]);
         let api = Api::new(&server, None);
@@ -241,7 +242,7 @@ async fn until_ok(api: &Api, path: &str) -> Resp {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_unreachable_gives_503_with_retry_after_then_recovers() {
-    let Some(db) = test_db(Backend::Postgres).await else { return };
+    let Some(db) = test_db(Backend::Postgres, &MIGRATIONS).await else { return };
     run_on(db, |pool| async move {
         let url = url_of(&pool);
         let proxy = Proxy::start(server_addr(&url)).await;
@@ -310,7 +311,7 @@ async fn postgres_unreachable_gives_503_with_retry_after_then_recovers() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn exhausted_pool_gives_503_and_shutdown_finishes_the_in_flight_request() {
-    for_each_backend(|pool| async move {
+    for_each_backend(&MIGRATIONS, |pool| async move {
         let env = [("KEEL_POOL_MAX_SIZE", "1"), ("KEEL_ACQUIRE_TIMEOUT_MS", "300")];
         let mut server = Server::start(&url_of(&pool), &["--shutdown-timeout-secs", "120"], &env);
         let api = Api::new(&server, None);
@@ -350,7 +351,7 @@ async fn exhausted_pool_gives_503_and_shutdown_finishes_the_in_flight_request() 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_request_still_running_at_the_shutdown_deadline_does_not_keep_the_process_alive() {
-    let Some(db) = test_db(Backend::Sqlite).await else { return };
+    let Some(db) = test_db(Backend::Sqlite, &MIGRATIONS).await else { return };
     run_on(db, |pool| async move {
         let mut server = Server::start(&url_of(&pool), &["--shutdown-timeout-secs", "1"], &[]);
         let api = Api::new(&server, None);

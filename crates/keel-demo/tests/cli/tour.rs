@@ -3,6 +3,7 @@
 
 use std::process::Command;
 
+use keel_schema::MIGRATIONS;
 use keel_test::for_each_backend;
 
 fn run_demo(url: &str, args: &[&str]) -> String {
@@ -20,7 +21,7 @@ fn run_demo(url: &str, args: &[&str]) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tour_runs_twice_on_every_backend() {
-    for_each_backend(|pool| async move {
+    for_each_backend(&MIGRATIONS, |pool| async move {
         let url = pool.config().url().expose_secret().to_owned();
         drop(pool);
         let first = run_demo(&url, &[]);
@@ -84,7 +85,7 @@ fn an_unreachable_server_is_a_clear_error_without_the_password() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn seed_inserts_what_it_says_on_every_backend() {
-    for_each_backend(|pool| async move {
+    for_each_backend(&MIGRATIONS, |pool| async move {
         let url = pool.config().url().expose_secret().to_owned();
         let args = ["seed", "--users", "1200", "--jobs-per-user", "3", "--accounts", "50", "--batch", "500"];
         let out = run_demo(&url, &args);
@@ -100,7 +101,7 @@ async fn seed_inserts_what_it_says_on_every_backend() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn load_checks_every_result_and_prints_one_json_object() {
-    for_each_backend(|pool| async move {
+    for_each_backend(&MIGRATIONS, |pool| async move {
         let url = pool.config().url().expose_secret().to_owned();
         run_demo(&url, &["seed", "--users", "300", "--jobs-per-user", "5", "--accounts", "20"]);
         for workload in ["point-select", "join", "insert", "transfer"] {

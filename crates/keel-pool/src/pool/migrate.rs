@@ -1,27 +1,18 @@
-//! Embedded migrations, one set per backend (`migrations/{postgres,mysql,sqlite}`), run
-//! through the pool's configuration.
+//! [`Pool::migrate`], [`Pool::migration_status`], [`Pool::revert_all_migrations`]: a
+//! [`Migrations`] set applied through the pool's configuration, with diesel's migration
+//! harness and its `__diesel_schema_migrations` table.
 
 use diesel::backend::Backend as DieselBackend;
 use diesel::migration::MigrationSource;
 use diesel_async::async_connection_wrapper::AsyncConnectionWrapper;
-use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
+use diesel_migrations::MigrationHarness;
 
 use crate::conn::{Conn, MysqlConnection, PgConnection};
 use crate::connect;
 use crate::error::Error;
+use crate::migrations::{Migrations, Source};
 use crate::pool::Pool;
 use crate::url::Backend;
-
-/// PostgreSQL migrations, embedded at build time.
-pub const POSTGRES: EmbeddedMigrations = embed_migrations!("../../migrations/postgres");
-/// MySQL/MariaDB migrations, embedded at build time.
-pub const MYSQL: EmbeddedMigrations = embed_migrations!("../../migrations/mysql");
-/// SQLite migrations, embedded at build time.
-pub const SQLITE: EmbeddedMigrations = embed_migrations!("../../migrations/sqlite");
-
-/// A fingerprint of the migration files (all backends), computed at build time: test
-/// templates built from other migrations are rebuilt.
-pub const FINGERPRINT: &str = env!("KEEL_MIGRATIONS_FINGERPRINT");
 
 /// Which migrations have run and which are waiting.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -42,11 +33,11 @@ enum Op {
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
-fn apply<DB, H>(harness: &mut H, source: EmbeddedMigrations, op: Op) -> Result<MigrationStatus, BoxError>
+fn apply<DB, H>(harness: &mut H, source: Source, op: Op) -> Result<MigrationStatus, BoxError>
 where
     DB: DieselBackend,
     H: MigrationHarness<DB>,
-    EmbeddedMigrations: MigrationSource<DB>,
+    Source: MigrationSource<DB>,
 {
     let names =
         |v: Vec<diesel::migration::MigrationVersion<'_>>| v.into_iter().map(|v| v.to_string()).collect();
@@ -70,9 +61,12 @@ where
 }
 
 impl Pool {
-    /// Applies pending migrations; returns the versions applied now (empty when up to date).
-    pub async fn migrate(&self) -> Result<Vec<String>, Error> {
-        let ran = self.migration_op(Op::Run).await?.applied;
+    /// Applies the pending migrations of `migrations` for this pool's backend; returns the
+    /// versions applied now (empty when up to date). Fails with
+    /// [`ErrorKind::Migration`](crate::ErrorKind::Migration) when a migration fails (its SQL
+    /// error included) or the set has no folder for this backend.
+    pub async fn migrate(&self, migrations: &Migrations) -> Result<Vec<String>, Error> {
+        let ran = self.migration_op(migrations, Op::Run).await?.applied;
         for v in &ran {
             tracing::info!(target: "keel_pool", backend = %self.backend(), version = %v, "migration applied");
         }
@@ -81,18 +75,19 @@ impl Pool {
 
     /// Reverts every applied migration (runs each `down.sql`, newest first); returns the
     /// versions reverted. Meant for tests and development databases.
-    pub async fn revert_all_migrations(&self) -> Result<Vec<String>, Error> {
-        self.migration_op(Op::RevertAll).await.map(|s| s.applied)
+    pub async fn revert_all_migrations(&self, migrations: &Migrations) -> Result<Vec<String>, Error> {
+        self.migration_op(migrations, Op::RevertAll).await.map(|s| s.applied)
     }
 
-    /// Applied and pending migration versions.
-    pub async fn migration_status(&self) -> Result<MigrationStatus, Error> {
-        self.migration_op(Op::Status).await
+    /// Applied and pending migration versions of `migrations` on this database.
+    pub async fn migration_status(&self, migrations: &Migrations) -> Result<MigrationStatus, Error> {
+        self.migration_op(migrations, Op::Status).await
     }
 
-    async fn migration_op(&self, op: Op) -> Result<MigrationStatus, Error> {
+    async fn migration_op(&self, migrations: &Migrations, op: Op) -> Result<MigrationStatus, Error> {
         let backend = self.backend();
         let fail = |message: String| Error::Migration { backend, message: self.config().url.scrub(&message) };
+        let source = migrations.source(backend).map_err(fail)?;
         let joined = match backend {
             // Migrations run through diesel's synchronous harness on a blocking thread, on a
             // connection of their own (the wrapper drives the async connection from there).
@@ -100,7 +95,7 @@ impl Pool {
                 let (conn, _) = connect::pg(self.config()).await?;
                 tokio::task::spawn_blocking(move || {
                     let mut h = AsyncConnectionWrapper::<PgConnection>::from(conn);
-                    apply(&mut h, POSTGRES, op).map_err(|e| e.to_string())
+                    apply(&mut h, source, op).map_err(|e| e.to_string())
                 })
                 .await
             }
@@ -108,7 +103,7 @@ impl Pool {
                 let (conn, _) = connect::mysql(self.config()).await?;
                 tokio::task::spawn_blocking(move || {
                     let mut h = AsyncConnectionWrapper::<MysqlConnection>::from(conn);
-                    apply(&mut h, MYSQL, op).map_err(|e| e.to_string())
+                    apply(&mut h, source, op).map_err(|e| e.to_string())
                 })
                 .await
             }
@@ -120,7 +115,7 @@ impl Pool {
                 };
                 let result = c
                     .spawn_blocking(move |sc| {
-                        apply(sc, SQLITE, op).map_err(diesel::result::Error::QueryBuilderError)
+                        apply(sc, source, op).map_err(diesel::result::Error::QueryBuilderError)
                     })
                     .await
                     .map_err(|e| match e {

@@ -4,7 +4,7 @@
 //! - [`run`]: [`Pool::run`], queries that can be abandoned without losing the connection.
 //! - [`tx`]: [`Pool::transaction`] and [`TxOptions`](tx::TxOptions), transactions that retry.
 //! - [`readers`]: [`Pool::reader`] and [`with_read!`](crate::with_read), pipelined shared reads.
-//! - [`migrate`]: [`Pool::migrate`] and the embedded migrations.
+//! - [`migrate`]: [`Pool::migrate`], applying a [`Migrations`](crate::Migrations) set.
 //! - `shared` (crate-private): the state a pool shares with its manager and connections.
 
 pub mod migrate;
@@ -34,7 +34,7 @@ use shared::Shared;
 /// ```no_run
 /// # async fn demo() -> Result<(), keel_pool::Error> {
 /// let pool = keel_pool::Pool::connect(keel_pool::Config::from_env()?).await?;
-/// pool.migrate().await?;
+/// pool.migrate(&keel_schema::MIGRATIONS).await?;
 /// let mut conn = pool.get().await?;
 /// # Ok(()) }
 /// ```
