@@ -307,3 +307,47 @@ async fn a_set_without_this_backends_folder_is_a_clear_migration_error() {
     })
     .await;
 }
+
+/// A fresh, empty database on `backend`, or `None` when its server is skipped.
+async fn empty_db(backend: Backend) -> Option<TestDb> {
+    match TestDb::create_empty(backend, &keel_test::current_test()).await {
+        Ok(db) => Some(db),
+        Err(e) => {
+            // Same skip/require rules as every other test.
+            assert!(test_db(backend, &MIGRATIONS).await.is_none(), "{e}");
+            None
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn eight_migrators_at_once_apply_each_migration_exactly_once() {
+    for backend in Backend::ALL {
+        let Some(db) = empty_db(backend).await else { continue };
+        run_on(db, |pool| async move {
+            let url = pool.config().url().expose_secret().to_owned();
+            let barrier = std::sync::Arc::new(tokio::sync::Barrier::new(8));
+            let mut tasks = Vec::new();
+            for _ in 0..8 {
+                let (url, barrier) = (url.clone(), barrier.clone());
+                tasks.push(tokio::spawn(async move {
+                    // Each migrator has connections of its own, as separate instances would.
+                    let own = Pool::connect(Config::new(&url).unwrap().max_size(1)).await.unwrap();
+                    barrier.wait().await;
+                    own.migrate(&MIGRATIONS).await
+                }));
+            }
+            let mut applied = Vec::new();
+            for t in tasks {
+                applied.extend(t.await.unwrap().unwrap_or_else(|e| panic!("a migrator failed: {e}")));
+            }
+            applied.sort();
+            let mut distinct = applied.clone();
+            distinct.dedup();
+            assert_eq!(applied, distinct, "{backend}: a migration was applied twice: {applied:?}");
+            assert_eq!(applied.len(), 2, "{backend}: {applied:?}");
+            assert!(pool.migration_status(&MIGRATIONS).await.unwrap().pending.is_empty());
+        })
+        .await;
+    }
+}

@@ -125,3 +125,40 @@ async fn load_checks_every_result_and_prints_one_json_object() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn eight_migrate_processes_at_once_apply_each_migration_once() {
+    for backend in keel_pool::Backend::ALL {
+        let db = match keel_test::TestDb::create_empty(backend, &keel_test::current_test()).await {
+            Ok(db) => db,
+            Err(e) => {
+                assert!(keel_test::test_db(backend, &MIGRATIONS).await.is_none(), "{e}");
+                continue;
+            }
+        };
+        keel_test::run_on(db, |pool| async move {
+            let url = pool.config().url().expose_secret().to_owned();
+            let children: Vec<_> = (0..8)
+                .map(|_| {
+                    Command::new(env!("CARGO_BIN_EXE_keel-demo"))
+                        .args(["migrate"])
+                        .env("DATABASE_URL", &url)
+                        .env("RUST_BACKTRACE", "0")
+                        .stdout(std::process::Stdio::piped())
+                        .stderr(std::process::Stdio::piped())
+                        .spawn()
+                        .expect("keel-demo starts")
+                })
+                .collect();
+            let mut applied = 0;
+            for child in children {
+                let out = child.wait_with_output().unwrap();
+                let stdout = String::from_utf8_lossy(&out.stdout);
+                assert!(out.status.success(), "{backend}: {stdout}{}", String::from_utf8_lossy(&out.stderr));
+                applied += stdout.lines().filter(|l| l.starts_with("applied ")).count();
+            }
+            assert_eq!(applied, 2, "{backend}: each of the two migrations applied by exactly one process");
+        })
+        .await;
+    }
+}

@@ -1,9 +1,20 @@
 //! [`Pool::migrate`], [`Pool::migration_status`], [`Pool::revert_all_migrations`]: a
 //! [`Migrations`] set applied through the pool's configuration, with diesel's migration
 //! harness and its `__diesel_schema_migrations` table.
+//!
+//! Running or reverting takes a migration lock first, held only while migrating, so ten
+//! instances starting at once apply each migration exactly once (the others wait, then find
+//! nothing pending): PostgreSQL a session advisory lock (per database), MySQL/MariaDB
+//! `GET_LOCK` named after the database, SQLite a `BEGIN IMMEDIATE` transaction around the whole
+//! run. Waiting is bounded by [`LOCK_TIMEOUT`]; the error then names the session holding the
+//! lock when the server says. Behind PgBouncer in transaction mode a session advisory lock does
+//! not hold (the next statement may run on another server session): point migrations at the
+//! server itself (or a session-mode pool), which is what keel's migration connection — opened
+//! outside the pool, from the same URL — needs there anyway.
 
 use diesel::backend::Backend as DieselBackend;
 use diesel::migration::MigrationSource;
+use diesel::{QueryableByName, RunQueryDsl as _};
 use diesel_async::async_connection_wrapper::AsyncConnectionWrapper;
 use diesel_migrations::MigrationHarness;
 
@@ -22,6 +33,82 @@ pub struct MigrationStatus {
     pub applied: Vec<String>,
     /// Versions embedded in this build but not applied, oldest first.
     pub pending: Vec<String>,
+}
+
+/// How long a migrator waits for another one to finish.
+pub const LOCK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// The PostgreSQL advisory lock key (advisory locks are scoped to the current database).
+const PG_LOCK_KEY: i64 = 740_213_556;
+
+/// The MySQL/MariaDB lock name: per database, at most 64 characters.
+const MYSQL_LOCK_NAME: &str = "LEFT(CONCAT('keel_migrate:', DATABASE()), 64)";
+
+#[derive(QueryableByName)]
+struct Held {
+    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Text>)]
+    holder: Option<String>,
+}
+
+/// Runs `body` holding the PostgreSQL migration lock on `conn`.
+fn with_pg_lock<T>(
+    conn: &mut AsyncConnectionWrapper<PgConnection>,
+    body: impl FnOnce(&mut AsyncConnectionWrapper<PgConnection>) -> Result<T, BoxError>,
+) -> Result<T, BoxError> {
+    use diesel::connection::SimpleConnection as _;
+    let secs = LOCK_TIMEOUT.as_secs();
+    conn.batch_execute(&format!("SET lock_timeout = '{secs}s'"))?;
+    if let Err(e) = conn.batch_execute(&format!("SELECT pg_advisory_lock({PG_LOCK_KEY})")) {
+        let holder: Option<Held> = diesel::sql_query(format!(
+            "SELECT 'pid ' || a.pid || COALESCE(', application ' || NULLIF(a.application_name, ''), '') AS holder \
+             FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid \
+             WHERE l.locktype = 'advisory' AND l.granted AND l.objid = {PG_LOCK_KEY} AND l.database = \
+             (SELECT oid FROM pg_database WHERE datname = current_database()) LIMIT 1"
+        ))
+        .get_result(conn)
+        .ok();
+        return Err(lock_timeout_message(holder.and_then(|h| h.holder), &e.to_string()).into());
+    }
+    conn.batch_execute("RESET lock_timeout")?;
+    let result = body(conn);
+    // The session ends right after, which releases the lock too; unlock anyway for clarity.
+    let _ = conn.batch_execute(&format!("SELECT pg_advisory_unlock({PG_LOCK_KEY})"));
+    result
+}
+
+/// Runs `body` holding the MySQL/MariaDB migration lock on `conn`.
+fn with_mysql_lock<T>(
+    conn: &mut AsyncConnectionWrapper<MysqlConnection>,
+    body: impl FnOnce(&mut AsyncConnectionWrapper<MysqlConnection>) -> Result<T, BoxError>,
+) -> Result<T, BoxError> {
+    use diesel::connection::SimpleConnection as _;
+    #[derive(QueryableByName)]
+    struct Got {
+        #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::BigInt>)]
+        got: Option<i64>,
+    }
+    let secs = LOCK_TIMEOUT.as_secs();
+    let got: Got =
+        diesel::sql_query(format!("SELECT GET_LOCK({MYSQL_LOCK_NAME}, {secs}) AS got")).get_result(conn)?;
+    if got.got != Some(1) {
+        let holder: Option<Held> = diesel::sql_query(format!(
+            "SELECT CONCAT('connection ', IS_USED_LOCK({MYSQL_LOCK_NAME})) AS holder"
+        ))
+        .get_result(conn)
+        .ok();
+        return Err(lock_timeout_message(holder.and_then(|h| h.holder), "GET_LOCK timed out").into());
+    }
+    let result = body(conn);
+    let _ = conn.batch_execute(&format!("DO RELEASE_LOCK({MYSQL_LOCK_NAME})"));
+    result
+}
+
+fn lock_timeout_message(holder: Option<String>, detail: &str) -> String {
+    let who = holder.map(|h| format!(" (held by {h})")).unwrap_or_default();
+    format!(
+        "gave up after {} s waiting for the migration lock{who}: another migrator is running or hung ({detail})",
+        LOCK_TIMEOUT.as_secs()
+    )
 }
 
 #[derive(Clone, Copy)]
@@ -95,7 +182,11 @@ impl Pool {
                 let (conn, _) = connect::pg(self.config()).await?;
                 tokio::task::spawn_blocking(move || {
                     let mut h = AsyncConnectionWrapper::<PgConnection>::from(conn);
-                    apply(&mut h, source, op).map_err(|e| e.to_string())
+                    match op {
+                        Op::Status => apply(&mut h, source, op),
+                        _ => with_pg_lock(&mut h, |h| apply(h, source, op)),
+                    }
+                    .map_err(|e| e.to_string())
                 })
                 .await
             }
@@ -103,7 +194,11 @@ impl Pool {
                 let (conn, _) = connect::mysql(self.config()).await?;
                 tokio::task::spawn_blocking(move || {
                     let mut h = AsyncConnectionWrapper::<MysqlConnection>::from(conn);
-                    apply(&mut h, source, op).map_err(|e| e.to_string())
+                    match op {
+                        Op::Status => apply(&mut h, source, op),
+                        _ => with_mysql_lock(&mut h, |h| apply(h, source, op)),
+                    }
+                    .map_err(|e| e.to_string())
                 })
                 .await
             }
@@ -115,7 +210,15 @@ impl Pool {
                 };
                 let result = c
                     .spawn_blocking(move |sc| {
-                        apply(sc, source, op).map_err(diesel::result::Error::QueryBuilderError)
+                        let run = |sc: &mut diesel::SqliteConnection| {
+                            apply(sc, source, op).map_err(diesel::result::Error::QueryBuilderError)
+                        };
+                        match op {
+                            Op::Status => run(sc),
+                            // The write lock for the whole run; each migration's own transaction
+                            // becomes a savepoint inside it. Waiting is the busy timeout.
+                            _ => sc.immediate_transaction(run),
+                        }
                     })
                     .await
                     .map_err(|e| match e {
