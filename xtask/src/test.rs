@@ -43,7 +43,8 @@ pub fn test(root: &Path, extra: &[String], env: &[(&str, &str)]) -> Result<()> {
         Err(e) => return Err(e).context("preparing the PostgreSQL template"),
     }
 
-    let suite = if has_nextest() {
+    let nextest = has_nextest();
+    let suite = if nextest {
         let not_serial = format!("not {SERIAL}");
         let phases = [(not_serial.as_str(), false), (SERIAL, true)];
         let mut result = Ok(());
@@ -72,7 +73,7 @@ pub fn test(root: &Path, extra: &[String], env: &[(&str, &str)]) -> Result<()> {
         cmd.args(extra).env(report::DIR_ENV, &report_dir).envs(env.iter().copied());
         run(&mut cmd)
     };
-    let docs = if extra.is_empty() && has_nextest() {
+    let docs = if extra.is_empty() && nextest {
         let mut doc = cargo();
         doc.args(["test", "--workspace", "--all-features", "--doc"]).envs(env.iter().copied());
         run(&mut doc)

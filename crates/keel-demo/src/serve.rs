@@ -66,6 +66,12 @@ use tower_http::trace::{DefaultOnFailure, TraceLayer};
 /// Environment variable that enables the hidden test routes (`GET /debug/sleep`).
 pub const TEST_ROUTES_ENV: &str = "KEEL_DEMO_TEST_ROUTES";
 
+/// The request timeout when none is given, in seconds (`--request-timeout-secs`, [`Settings`]).
+pub const DEFAULT_REQUEST_TIMEOUT_SECS: u64 = 30;
+
+/// The body limit when none is given, in bytes (`--max-body-bytes`, [`Settings`]).
+pub const DEFAULT_MAX_BODY_BYTES: usize = 64 * 1024;
+
 /// Options of `keel-demo serve`.
 #[derive(Debug, clap::Args)]
 pub struct ServeArgs {
@@ -74,7 +80,7 @@ pub struct ServeArgs {
     pub addr: std::net::SocketAddr,
 
     /// Longest a request may take before it is stopped with 504.
-    #[arg(long, default_value_t = 30)]
+    #[arg(long, default_value_t = DEFAULT_REQUEST_TIMEOUT_SECS)]
     pub request_timeout_secs: u64,
 
     /// After SIGINT/SIGTERM, how long in-flight requests may take before the server exits anyway.
@@ -82,7 +88,7 @@ pub struct ServeArgs {
     pub shutdown_timeout_secs: u64,
 
     /// Largest request body accepted; larger ones get 413.
-    #[arg(long, default_value_t = 64 * 1024)]
+    #[arg(long, default_value_t = DEFAULT_MAX_BODY_BYTES)]
     pub max_body_bytes: usize,
 
     /// Do not apply pending migrations at startup.
@@ -116,7 +122,11 @@ pub struct Settings {
 
 impl Default for Settings {
     fn default() -> Self {
-        Settings { request_timeout: Duration::from_secs(30), max_body_bytes: 64 * 1024, test_routes: false }
+        Settings {
+            request_timeout: Duration::from_secs(DEFAULT_REQUEST_TIMEOUT_SECS),
+            max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            test_routes: false,
+        }
     }
 }
 

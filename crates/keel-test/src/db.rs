@@ -35,7 +35,17 @@ pub const TEMPLATE_PREFIX: &str = "keel_tpl_";
 
 /// The PostgreSQL template of `migrations`: `keel_tpl_<fingerprint>`.
 pub fn template_name(migrations: &Migrations) -> String {
-    format!("{TEMPLATE_PREFIX}{}", migrations.fingerprint())
+    template_of(&migrations.fingerprint())
+}
+
+/// The template name for a fingerprint already computed (hashing the SQL is not free).
+fn template_of(fingerprint: &str) -> String {
+    format!("{TEMPLATE_PREFIX}{fingerprint}")
+}
+
+/// The server URL `backend`'s test databases are created beside.
+fn server(backend: Backend) -> Result<DatabaseUrl, TestDbError> {
+    DatabaseUrl::parse(&server_url(backend).unwrap_or_default()).map_err(setup_err(backend))
 }
 
 /// Prefix of every database (or SQLite file) this module creates.
@@ -118,13 +128,14 @@ struct Comment {
 /// with `force`, rebuilds it regardless. A template left half-built by a crash is rebuilt.
 pub async fn prepare_postgres_template(migrations: &Migrations, force: bool) -> Result<(), TestDbError> {
     let b = Backend::Postgres;
-    let template = template_name(migrations);
+    let fingerprint = migrations.fingerprint();
+    let template = template_of(&fingerprint);
     let template = template.as_str();
-    let admin_url = DatabaseUrl::parse(&server_url(b).unwrap_or_default()).map_err(setup_err(b))?;
+    let admin_url = server(b)?;
     let mut admin = admin(b, &admin_url).await?;
     // One builder at a time across processes; the lock ends with the session.
     run_each(b, &mut admin, &["SELECT pg_advisory_lock(740213555)".to_owned()]).await?;
-    let expected = format!("keel migrations {}", migrations.fingerprint());
+    let expected = format!("keel migrations {fingerprint}");
     let current: Option<Comment> = with_conn!(&mut admin, |c| diesel::sql_query(
         "SELECT shobj_description(oid, 'pg_database') AS comment FROM pg_database WHERE datname = $1",
     )
@@ -197,18 +208,18 @@ impl TestDb {
         let name = unique_name(test);
         match backend {
             Backend::Postgres => {
-                let admin_url = DatabaseUrl::parse(&server_url(backend).unwrap_or_default())
-                    .map_err(setup_err(backend))?;
+                let admin_url = server(backend)?;
                 let mut admin = admin(backend, &admin_url).await?;
                 let template = match migrations {
                     Some(m) => {
                         let fingerprint = m.fingerprint();
+                        let template = template_of(&fingerprint);
                         let mut ready = TEMPLATES_READY.lock().await;
                         if !ready.contains(&fingerprint) {
                             prepare_postgres_template(m, false).await?;
                             ready.push(fingerprint);
                         }
-                        template_name(m)
+                        template
                     }
                     None => "template0".to_owned(),
                 };
@@ -219,8 +230,7 @@ impl TestDb {
                 Ok(TestDb { backend, name, url, admin_url: Some(admin_url), sqlite_path: None, pool })
             }
             Backend::Mysql => {
-                let admin_url = DatabaseUrl::parse(&server_url(backend).unwrap_or_default())
-                    .map_err(setup_err(backend))?;
+                let admin_url = server(backend)?;
                 let mut admin = admin(backend, &admin_url).await?;
                 run_each(backend, &mut admin, &[format!("CREATE DATABASE {name} CHARACTER SET utf8mb4")])
                     .await?;
@@ -402,7 +412,7 @@ pub async fn leftover_databases(backend: Backend) -> Result<Vec<String>, TestDbE
         #[diesel(sql_type = Text)]
         name: String,
     }
-    let url = DatabaseUrl::parse(&server_url(backend).unwrap_or_default()).map_err(setup_err(backend))?;
+    let url = server(backend)?;
     // `_` is a LIKE wildcard: escaped, so the `keel_tpl_` templates do not match `keel_t_%`.
     let pattern = format!("{}%", PREFIX.replace('_', "\\_"));
     let sql = match backend {

@@ -59,6 +59,11 @@ fn with_pg_lock<T>(
     let secs = LOCK_TIMEOUT.as_secs();
     conn.batch_execute(&format!("SET lock_timeout = '{secs}s'"))?;
     if let Err(e) = conn.batch_execute(&format!("SELECT pg_advisory_lock({PG_LOCK_KEY})")) {
+        let e = crate::classify(Backend::Postgres, e);
+        if e.kind() != crate::ErrorKind::LockTimeout {
+            // Not a wait that ran out (say, the session died): say what it was.
+            return Err(e.into());
+        }
         let holder: Option<Held> = diesel::sql_query(format!(
             "SELECT 'pid ' || a.pid || COALESCE(', application ' || NULLIF(a.application_name, ''), '') AS holder \
              FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid \
