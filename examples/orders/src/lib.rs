@@ -23,7 +23,7 @@
 //! - [`models`]: `Order`/`NewOrder`, `OrderLine`/`NewOrderLine`.
 //! - [`service`]: [`place_order`], [`order_with_lines`], [`cancel_order`], and the request
 //!   types [`OrderRequest`], [`LineItem`].
-//! - [`error`]: [`Error`].
+//! - [`error`]: [`Error`], the service's errors.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), orders::Error> {

@@ -10,6 +10,7 @@ async fn main() -> anyhow::Result<()> {
     let config = Config::from_env().context("reading the configuration (set DATABASE_URL)")?;
     let pool = Pool::connect(config).await.context("connecting to the database")?;
     let applied = pool.migrate(&MIGRATIONS).await.context("applying the migrations")?;
+    let status = pool.migration_status(&MIGRATIONS).await.context("reading the migration status")?;
     let request =
         OrderRequest::new("ada", vec![LineItem::new("tea-1kg", 2, 1_250), LineItem::new("mug", 1, 900)])
             .note("leave at the door")
@@ -21,7 +22,7 @@ async fn main() -> anyhow::Result<()> {
         .map(|l| serde_json::json!({ "sku": l.sku, "quantity": l.quantity, "unit_cents": l.unit_cents }))
         .collect();
     let out = serde_json::json!({
-        "migrations_applied_now": applied,
+        "migrations": { "applied_now": applied, "applied": status.applied, "pending": status.pending },
         "order": {
             "id": order.id.to_string(),
             "customer": order.customer,
