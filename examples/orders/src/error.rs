@@ -17,8 +17,19 @@ pub enum Error {
     #[error("an order needs at least one line")]
     EmptyOrder,
 
-    /// A line was refused before reaching the database (a quantity that is not positive, a
-    /// negative price, a total that does not fit in 64 bits). `index` is the line's position
+    /// A text field of the order was refused before reaching the database: an empty customer,
+    /// a text longer than its column, or a NUL byte (PostgreSQL cannot store one in text, the
+    /// others would), so every backend refuses the same input the same way. Not retryable.
+    #[error("{field} refused: {reason}")]
+    InvalidField {
+        /// Which field (`customer`, `note`).
+        field: &'static str,
+        /// What is wrong with it.
+        reason: String,
+    },
+
+    /// A line was refused before reaching the database (an empty, over-long or NUL-holding SKU,
+    /// a quantity that is not positive, a negative price, a total that does not fit in 64 bits). `index` is the line's position
     /// in the request (0-based). Nothing was written; not retryable.
     #[error("order line {index} ({sku:?}) refused: {reason}")]
     InvalidLine {
@@ -36,7 +47,7 @@ impl Error {
     pub fn kind(&self) -> Option<ErrorKind> {
         match self {
             Error::Db(e) => Some(e.kind()),
-            Error::EmptyOrder | Error::InvalidLine { .. } => None,
+            Error::EmptyOrder | Error::InvalidField { .. } | Error::InvalidLine { .. } => None,
         }
     }
 }

@@ -1,6 +1,14 @@
 //! The `table!` definitions: one schema for PostgreSQL, MySQL/MariaDB and SQLite, written by
 //! hand with keel's portable column types ([`keel_pool::sql_types`]) and diesel's
 //! [`Json`](diesel::sql_types::Json), so the same typed queries compile for every backend.
+//! The column limits are here too, so the service can check them before any backend does
+//! (SQLite does not enforce `VARCHAR` lengths; PostgreSQL and MySQL report them differently).
+
+/// Most characters in `orders.customer` (`varchar(200)`).
+pub const CUSTOMER_MAX_CHARS: usize = 200;
+
+/// Most characters in `order_lines.sku` (`varchar(64)`).
+pub const SKU_MAX_CHARS: usize = 64;
 
 diesel::table! {
     use diesel::sql_types::*;

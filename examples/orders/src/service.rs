@@ -7,7 +7,22 @@ use keel_pool::{Id, Isolation, Pool, ScopedFutureExt as _, TxOptions, with_conn}
 
 use crate::error::Error;
 use crate::models::{NewOrder, NewOrderLine, Order, OrderLine};
-use crate::schema::{order_lines, orders};
+use crate::schema::{CUSTOMER_MAX_CHARS, SKU_MAX_CHARS, order_lines, orders};
+
+/// Why `text` cannot be stored: empty when `required`, over `max` characters (counted as the
+/// databases count them), or holding a NUL byte.
+fn text_problem(text: &str, required: bool, max: Option<usize>) -> Option<String> {
+    if required && text.is_empty() {
+        return Some("it is empty".to_owned());
+    }
+    if let Some(max) = max {
+        let chars = text.chars().count();
+        if chars > max {
+            return Some(format!("{chars} characters, at most {max} fit"));
+        }
+    }
+    text.contains('\0').then(|| "it holds a NUL byte".to_owned())
+}
 
 /// One line of an order to place.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -63,15 +78,28 @@ impl OrderRequest {
         self
     }
 
-    /// The order's total in cents, or the service's refusal of the request: no lines, a
-    /// quantity that is not positive, a negative price, or a total beyond `i64`.
+    /// The order's total in cents, or the service's refusal of the request: no lines, an
+    /// empty or over-long customer, an over-long SKU, a NUL byte in any text, a quantity that is
+    /// not positive, a negative price, or a total beyond `i64`.
     pub fn total_cents(&self) -> Result<i64, Error> {
         if self.lines.is_empty() {
             return Err(Error::EmptyOrder);
         }
+        let texts = [
+            ("customer", Some(self.customer.as_str()), true, Some(CUSTOMER_MAX_CHARS)),
+            ("note", self.note.as_deref(), false, None),
+        ];
+        for (field, text, required, max) in texts {
+            if let Some(reason) = text.and_then(|t| text_problem(t, required, max)) {
+                return Err(Error::InvalidField { field, reason });
+            }
+        }
         let mut total: i64 = 0;
         for (index, line) in self.lines.iter().enumerate() {
             let refuse = |reason: String| Error::InvalidLine { index, sku: line.sku.clone(), reason };
+            if let Some(problem) = text_problem(&line.sku, true, Some(SKU_MAX_CHARS)) {
+                return Err(refuse(format!("the SKU is refused: {problem}")));
+            }
             if line.quantity <= 0 {
                 return Err(refuse(format!("the quantity must be positive, got {}", line.quantity)));
             }

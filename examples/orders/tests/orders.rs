@@ -119,6 +119,20 @@ async fn refusals_are_classified_and_write_nothing() {
         let zero = place_order(&pool, &OrderRequest::new("ada", zero)).await;
         assert!(matches!(&zero, Err(Error::InvalidLine { index: 1, .. })), "{zero:?}");
         assert_eq!(zero.as_ref().err().and_then(Error::kind), None);
+        // Texts are checked as the strictest backend would, so all three refuse them alike
+        // (SQLite would store an over-long SKU, only PostgreSQL refuses a NUL byte).
+        let long_sku = vec![LineItem::new("x".repeat(orders::schema::SKU_MAX_CHARS + 1), 1, 100)];
+        let long_sku = place_order(&pool, &OrderRequest::new("ada", long_sku)).await;
+        assert!(matches!(&long_sku, Err(Error::InvalidLine { index: 0, .. })), "{long_sku:?}");
+        for customer in ["", "a\0b", &"é".repeat(orders::schema::CUSTOMER_MAX_CHARS + 1)] {
+            let refused = place_order(&pool, &OrderRequest::new(customer, two_lines())).await;
+            assert!(matches!(&refused, Err(Error::InvalidField { field: "customer", .. })), "{refused:?}");
+        }
+        let at_limit = "é".repeat(orders::schema::CUSTOMER_MAX_CHARS);
+        let at_limit =
+            place_order(&pool, &OrderRequest::new(at_limit, two_lines())).await.expect("200 characters fit");
+        cancel_order(&pool, at_limit).await.expect("cancel");
+        assert_eq!(counts(&pool).await, (0, 0));
 
         // The database's: the same SKU twice fails on the second line, after the order row was
         // written in the same transaction — which is rolled back, so nothing remains.
