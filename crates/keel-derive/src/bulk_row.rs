@@ -82,7 +82,10 @@ pub(crate) fn expand(input: &DeriveInput) -> syn::Result<TokenStream> {
             match &meta {
                 Meta::Path(p) if p.is_ident("key") => key = true,
                 other => {
-                    return Err(syn::Error::new(other.span(), "unknown #[bulk] field option; expected `key`"));
+                    return Err(syn::Error::new(
+                        other.span(),
+                        "unknown #[bulk] field option; expected `key`",
+                    ));
                 }
             }
         }
