@@ -351,3 +351,46 @@ async fn eight_migrators_at_once_apply_each_migration_exactly_once() {
         .await;
     }
 }
+
+/// A migrator that cannot get the lock within `migration_lock_timeout` fails with a migration
+/// error naming who holds it, and applies nothing; once the holder lets go, migrating works.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_held_migration_lock_times_out_naming_the_holder() {
+    for backend in [Backend::Postgres, Backend::Mysql] {
+        let Some(db) = empty_db(backend).await else { continue };
+        run_on(db, |pool| async move {
+            let (take, give, holder) = match backend {
+                Backend::Postgres => (
+                    "SELECT pg_advisory_lock(740213556)",
+                    "SELECT pg_advisory_unlock(740213556)",
+                    "held by pid",
+                ),
+                _ => (
+                    "DO GET_LOCK(LEFT(CONCAT('keel_migrate:', DATABASE()), 64), 0)",
+                    "DO RELEASE_LOCK(LEFT(CONCAT('keel_migrate:', DATABASE()), 64))",
+                    "held by connection",
+                ),
+            };
+            let mut held = pool.get().await.unwrap();
+            with_conn!(&mut held, |c| diesel_async::SimpleAsyncConnection::batch_execute(c, take).await)
+                .unwrap();
+            let url = pool.config().url().expose_secret().to_owned();
+            let impatient =
+                Pool::connect(Config::new(&url).unwrap().migration_lock_timeout(Duration::from_secs(1)))
+                    .await
+                    .unwrap();
+            let started = Instant::now();
+            let err = impatient.migrate(&MIGRATIONS).await.unwrap_err();
+            assert_eq!(err.kind(), ErrorKind::Migration, "{backend}: {err}");
+            let text = err.to_string();
+            assert!(text.contains("migration lock") && text.contains(holder), "{backend}: {text}");
+            assert!(started.elapsed() < Duration::from_secs(30), "{backend}: waited {:?}", started.elapsed());
+            assert_eq!(impatient.migration_status(&MIGRATIONS).await.unwrap().applied.len(), 0);
+
+            with_conn!(&mut held, |c| diesel_async::SimpleAsyncConnection::batch_execute(c, give).await)
+                .unwrap();
+            assert_eq!(impatient.migrate(&MIGRATIONS).await.unwrap().len(), 2, "{backend}");
+        })
+        .await;
+    }
+}

@@ -4,6 +4,7 @@
 //! Tests whose names start with `serial_` (in [`faults`]) read server-wide counters or restart a
 //! server: `cargo xtask test` runs them after everything else, one at a time.
 
+mod bulk;
 mod contention;
 mod errors;
 mod faults;

@@ -10,6 +10,12 @@
 //!
 //! Adding a new migration directory is not a file change cargo sees: touch a source file (or
 //! `cargo clean -p` the crate) to embed it, as with diesel's own `embed_migrations!`.
+//!
+//! - `#[derive(BulkRow)]`: implements `keel_pool::bulk::BulkRow` for a struct that also derives
+//!   diesel's `Insertable` (it reads the same `#[diesel(table_name = …)]` and
+//!   `#[diesel(column_name = …)]` attributes); see [`bulk_row`](mod@bulk_row).
+
+mod bulk_row;
 
 use std::path::{Path, PathBuf};
 
@@ -26,6 +32,21 @@ pub fn embed_migrations(input: TokenStream) -> TokenStream {
     match expand(&dir.value()) {
         Ok(tokens) => tokens.into(),
         Err(message) => syn::Error::new(dir.span(), message).to_compile_error().into(),
+    }
+}
+
+/// Implements `keel_pool::bulk::BulkRow` for an `Insertable` struct; see the crate docs.
+///
+/// Attributes: `#[bulk(validate = path::to::fn)]` on the struct (a `fn(&Self) -> Result<(),
+/// keel_pool::Error>` run on every row before anything is sent), `#[bulk(key)]` on the field
+/// that identifies a row (default: the field named `id`; MySQL needs it to count the rows
+/// `on_conflict_do_nothing` really inserted).
+#[proc_macro_derive(BulkRow, attributes(bulk))]
+pub fn derive_bulk_row(input: TokenStream) -> TokenStream {
+    let input = syn::parse_macro_input!(input as syn::DeriveInput);
+    match bulk_row::expand(&input) {
+        Ok(tokens) => tokens.into(),
+        Err(e) => e.to_compile_error().into(),
     }
 }
 

@@ -18,6 +18,7 @@
 //! | [`statement_timeout`](Config::statement_timeout) | `KEEL_STATEMENT_TIMEOUT_MS` | none (0 = none) |
 //! | [`slow_query_threshold`](Config::slow_query_threshold) | `KEEL_SLOW_QUERY_MS` | 1000 ms (0 = off) |
 //! | [`read_connections`](Config::read_connections) | `KEEL_PG_READ_CONNECTIONS` | PostgreSQL: max_size / 4, at least 1 (0 = off) |
+//! | [`migration_lock_timeout`](Config::migration_lock_timeout) | `KEEL_MIGRATION_LOCK_TIMEOUT_MS` | 60 000 ms |
 //! | [`retry`](Config::retry) | `KEEL_RETRY_MAX_ATTEMPTS`, `KEEL_RETRY_BASE_MS`, `KEEL_RETRY_MAX_BACKOFF_MS`, `KEEL_RETRY_DEADLINE_MS` | see [`RetryPolicy`](crate::RetryPolicy) |
 
 use std::fmt;
@@ -54,6 +55,7 @@ pub struct Config {
     pub(crate) slow_query_threshold: Option<Duration>,
     pub(crate) retry: crate::RetryPolicy,
     pub(crate) read_connections: Option<u32>,
+    pub(crate) migration_lock_timeout: Duration,
 }
 
 impl Config {
@@ -76,6 +78,7 @@ impl Config {
             slow_query_threshold: Some(Duration::from_secs(1)),
             retry: crate::RetryPolicy::default(),
             read_connections: None,
+            migration_lock_timeout: crate::pool::migrate::LOCK_TIMEOUT,
         })
     }
 
@@ -131,6 +134,9 @@ impl Config {
         }
         if let Some(v) = env_parse::<u32>("KEEL_PG_READ_CONNECTIONS")? {
             self = self.read_connections(v);
+        }
+        if let Some(v) = env_parse::<u64>("KEEL_MIGRATION_LOCK_TIMEOUT_MS")? {
+            self = self.migration_lock_timeout(Duration::from_millis(v));
         }
         self.retry = self.retry.with_env_overrides()?;
         Ok(self)
@@ -238,6 +244,15 @@ impl Config {
     /// other backends (MySQL's protocol cannot pipeline). Env `KEEL_PG_READ_CONNECTIONS`.
     pub fn read_connections(mut self, n: u32) -> Self {
         self.read_connections = Some(n);
+        self
+    }
+
+    /// How long [`Pool::migrate`](crate::Pool::migrate) waits for the migration lock another
+    /// migrator holds before failing (default 60 s, at least 1 s: the servers count whole
+    /// seconds; SQLite waits its [`sqlite_busy_timeout`](Config::sqlite_busy_timeout) instead).
+    /// Env `KEEL_MIGRATION_LOCK_TIMEOUT_MS`.
+    pub fn migration_lock_timeout(mut self, d: Duration) -> Self {
+        self.migration_lock_timeout = d.max(Duration::from_secs(1));
         self
     }
 

@@ -189,6 +189,17 @@ pub enum Error {
         source: Box<Error>,
     },
 
+    /// A bulk insert refused one row ([`bulk::insert`](crate::bulk::insert)); nothing was
+    /// inserted. `index` is the row's position in the input (0-based); [`Error::kind`] is the
+    /// refusal's.
+    #[error("bulk row {index} was rejected, nothing was inserted: {source}")]
+    BulkRow {
+        /// The failing row's position in the input.
+        index: usize,
+        /// Why it failed.
+        source: Box<Error>,
+    },
+
     /// Running or inspecting migrations failed.
     #[error("migration failed on {backend}: {message}")]
     Migration {
@@ -227,6 +238,7 @@ impl Error {
             Error::InvalidInput { .. } => ErrorKind::InvalidInput,
             Error::Migration { .. } => ErrorKind::Migration,
             Error::CommitOutcomeUnknown { .. } => ErrorKind::CommitOutcomeUnknown,
+            Error::BulkRow { source, .. } => source.kind(),
         }
     }
 
@@ -239,6 +251,7 @@ impl Error {
     pub fn constraint(&self) -> Option<&str> {
         match self {
             Error::Database { constraint, .. } => constraint.as_deref(),
+            Error::BulkRow { source, .. } => source.constraint(),
             _ => None,
         }
     }

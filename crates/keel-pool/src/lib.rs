@@ -11,6 +11,7 @@
 //! - [`config`]: [`Config`], the pool's knobs with their defaults and environment variables.
 //! - [`url`]: [`DatabaseUrl`] (never shows a password), [`SqliteTarget`], the [`Backend`] it picks.
 //! - [`error`]: [`Error`] and its portable classification, [`ErrorKind`].
+//! - [`bulk`]: [`bulk::insert`], loading many rows of any [`BulkRow`] table (`COPY` on PostgreSQL).
 //! - [`classify`](mod@classify): the driver codes and message tables behind [`classify()`].
 //! - [`conn`]: [`Conn`] and the connection types; the [`with_conn!`] and [`with_conn_raw!`] macros.
 //! - [`manager`]: the bb8 manager: opens connections, pings stale ones, times queries.
@@ -39,6 +40,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod bulk;
 pub mod classify;
 pub mod config;
 pub mod conn;
@@ -55,12 +57,13 @@ pub mod stats;
 pub mod timestamp;
 pub mod url;
 
+pub use bulk::BulkRow;
 pub use classify::{classify, classify_postgres};
 pub use config::Config;
 pub use conn::{Conn, MysqlConnection, PgConnection, SqliteConnection};
 pub use error::{Error, ErrorKind};
 pub use id::{Id, IdParseError};
-pub use keel_derive::embed_migrations;
+pub use keel_derive::{BulkRow, embed_migrations};
 pub use migrations::Migrations;
 pub use pool::migrate::MigrationStatus;
 pub use pool::readers::Reader;

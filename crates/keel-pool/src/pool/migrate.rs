@@ -6,7 +6,8 @@
 //! instances starting at once apply each migration exactly once (the others wait, then find
 //! nothing pending): PostgreSQL a session advisory lock (per database), MySQL/MariaDB
 //! `GET_LOCK` named after the database, SQLite a `BEGIN IMMEDIATE` transaction around the whole
-//! run. Waiting is bounded by [`LOCK_TIMEOUT`]; the error then names the session holding the
+//! run. Waiting is bounded by [`Config::migration_lock_timeout`](crate::Config::migration_lock_timeout)
+//! (default [`LOCK_TIMEOUT`]); the error then names the session holding the
 //! lock when the server says. Behind PgBouncer in transaction mode a session advisory lock does
 //! not hold (the next statement may run on another server session): point migrations at the
 //! server itself (or a session-mode pool), which is what keel's migration connection — opened
@@ -35,7 +36,8 @@ pub struct MigrationStatus {
     pub pending: Vec<String>,
 }
 
-/// How long a migrator waits for another one to finish.
+/// How long a migrator waits for another one to finish, unless
+/// [`Config::migration_lock_timeout`](crate::Config::migration_lock_timeout) says otherwise.
 pub const LOCK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// The PostgreSQL advisory lock key (advisory locks are scoped to the current database).
@@ -53,11 +55,12 @@ struct Held {
 /// Runs `body` holding the PostgreSQL migration lock on `conn`.
 fn with_pg_lock<T>(
     conn: &mut AsyncConnectionWrapper<PgConnection>,
+    wait: std::time::Duration,
     body: impl FnOnce(&mut AsyncConnectionWrapper<PgConnection>) -> Result<T, BoxError>,
 ) -> Result<T, BoxError> {
     use diesel::connection::SimpleConnection as _;
-    let secs = LOCK_TIMEOUT.as_secs();
-    conn.batch_execute(&format!("SET lock_timeout = '{secs}s'"))?;
+    let ms = wait.as_millis();
+    conn.batch_execute(&format!("SET lock_timeout = '{ms}ms'"))?;
     if let Err(e) = conn.batch_execute(&format!("SELECT pg_advisory_lock({PG_LOCK_KEY})")) {
         let e = crate::classify(Backend::Postgres, e);
         if e.kind() != crate::ErrorKind::LockTimeout {
@@ -72,7 +75,7 @@ fn with_pg_lock<T>(
         ))
         .get_result(conn)
         .ok();
-        return Err(lock_timeout_message(holder.and_then(|h| h.holder), &e.to_string()).into());
+        return Err(lock_timeout_message(wait, holder.and_then(|h| h.holder), &e.to_string()).into());
     }
     conn.batch_execute("RESET lock_timeout")?;
     let result = body(conn);
@@ -84,6 +87,7 @@ fn with_pg_lock<T>(
 /// Runs `body` holding the MySQL/MariaDB migration lock on `conn`.
 fn with_mysql_lock<T>(
     conn: &mut AsyncConnectionWrapper<MysqlConnection>,
+    wait: std::time::Duration,
     body: impl FnOnce(&mut AsyncConnectionWrapper<MysqlConnection>) -> Result<T, BoxError>,
 ) -> Result<T, BoxError> {
     use diesel::connection::SimpleConnection as _;
@@ -92,7 +96,7 @@ fn with_mysql_lock<T>(
         #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::BigInt>)]
         got: Option<i64>,
     }
-    let secs = LOCK_TIMEOUT.as_secs();
+    let secs = wait.as_secs().max(1);
     let got: Got =
         diesel::sql_query(format!("SELECT GET_LOCK({MYSQL_LOCK_NAME}, {secs}) AS got")).get_result(conn)?;
     if got.got != Some(1) {
@@ -101,18 +105,18 @@ fn with_mysql_lock<T>(
         ))
         .get_result(conn)
         .ok();
-        return Err(lock_timeout_message(holder.and_then(|h| h.holder), "GET_LOCK timed out").into());
+        return Err(lock_timeout_message(wait, holder.and_then(|h| h.holder), "GET_LOCK timed out").into());
     }
     let result = body(conn);
     let _ = conn.batch_execute(&format!("DO RELEASE_LOCK({MYSQL_LOCK_NAME})"));
     result
 }
 
-fn lock_timeout_message(holder: Option<String>, detail: &str) -> String {
+fn lock_timeout_message(wait: std::time::Duration, holder: Option<String>, detail: &str) -> String {
     let who = holder.map(|h| format!(" (held by {h})")).unwrap_or_default();
     format!(
         "gave up after {} s waiting for the migration lock{who}: another migrator is running or hung ({detail})",
-        LOCK_TIMEOUT.as_secs()
+        wait.as_secs_f64()
     )
 }
 
@@ -180,6 +184,7 @@ impl Pool {
         let backend = self.backend();
         let fail = |message: String| Error::Migration { backend, message: self.config().url.scrub(&message) };
         let source = migrations.source(backend).map_err(fail)?;
+        let wait = self.config().migration_lock_timeout;
         let joined = match backend {
             // Migrations run through diesel's synchronous harness on a blocking thread, on a
             // connection of their own (the wrapper drives the async connection from there).
@@ -189,7 +194,7 @@ impl Pool {
                     let mut h = AsyncConnectionWrapper::<PgConnection>::from(conn);
                     match op {
                         Op::Status => apply(&mut h, source, op),
-                        _ => with_pg_lock(&mut h, |h| apply(h, source, op)),
+                        _ => with_pg_lock(&mut h, wait, |h| apply(h, source, op)),
                     }
                     .map_err(|e| e.to_string())
                 })
@@ -201,7 +206,7 @@ impl Pool {
                     let mut h = AsyncConnectionWrapper::<MysqlConnection>::from(conn);
                     match op {
                         Op::Status => apply(&mut h, source, op),
-                        _ => with_mysql_lock(&mut h, |h| apply(h, source, op)),
+                        _ => with_mysql_lock(&mut h, wait, |h| apply(h, source, op)),
                     }
                     .map_err(|e| e.to_string())
                 })

@@ -23,7 +23,7 @@ pub struct Account {
 }
 
 /// An account to insert.
-#[derive(Debug, Clone, PartialEq, Eq, Insertable, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Insertable, keel_pool::BulkRow, Serialize, Deserialize)]
 #[diesel(table_name = accounts)]
 pub struct NewAccount {
     /// Primary key.

@@ -25,7 +25,7 @@ pub struct Job {
 }
 
 /// A job to insert.
-#[derive(Debug, Clone, PartialEq, Eq, Insertable, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Insertable, keel_pool::BulkRow, Serialize, Deserialize)]
 #[diesel(table_name = jobs)]
 pub struct NewJob {
     /// Primary key; [`NewJob::new`] makes a fresh UUIDv7.

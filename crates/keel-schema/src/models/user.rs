@@ -22,7 +22,7 @@ pub struct User {
 
 /// A user to insert. The id and timestamp are generated client-side, so the same row can be
 /// read back on MySQL, which has no `RETURNING`.
-#[derive(Debug, Clone, PartialEq, Eq, Insertable, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Insertable, keel_pool::BulkRow, Serialize, Deserialize)]
 #[diesel(table_name = users)]
 pub struct NewUser {
     /// Primary key; [`NewUser::new`] makes a fresh UUIDv7.

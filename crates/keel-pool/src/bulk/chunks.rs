@@ -5,10 +5,12 @@
 use diesel::prelude::*;
 use diesel::result::Error as DieselError;
 use diesel_async::{AsyncConnection, TransactionManager as _};
-use keel_pool::{Backend, Conn, MysqlConnection, PgConnection, classify};
 
-use super::BatchRow;
-use crate::error::{Error, Result};
+use super::BulkRow;
+use crate::classify::classify;
+use crate::error::Error;
+use crate::url::Backend;
+use crate::{Conn, MysqlConnection, PgConnection};
 
 /// Why a probe insert ended: it failed (the row is in this prefix) or it worked and was
 /// rolled back on purpose.
@@ -41,7 +43,7 @@ macro_rules! insert_chunks_async {
                         continue;
                     }
                     Err(e) => {
-                        failure = Some(Error::Db(classify($backend, e)));
+                        failure = Some(classify($backend, e));
                         break;
                     }
                 }
@@ -64,7 +66,7 @@ macro_rules! insert_chunks_async {
                 Err(e) => classify($backend, e),
             };
             if e.is_transient() {
-                failure = Some(Error::Db(e));
+                failure = Some(e);
                 break;
             }
             let (mut ok, mut bad, mut err) = (0usize, chunk.len(), e);
@@ -86,7 +88,7 @@ macro_rules! insert_chunks_async {
                     _ => ok = mid,
                 }
             }
-            failure = Some(Error::BatchRow { index: k * $chunk_rows + bad - 1, source: err });
+            failure = Some(Error::BulkRow { index: k * $chunk_rows + bad - 1, source: Box::new(err) });
             break;
         }
         match failure {
@@ -112,7 +114,7 @@ async fn roll_back<C: AsyncConnection>(c: &mut C) -> QueryResult<()> {
 
 /// The SQLite version of [`insert_chunks_async!`], run on the blocking pool. Returns the row
 /// count, or the failing row's index and error.
-fn insert_chunks_sqlite<R: BatchRow>(
+fn insert_chunks_sqlite<R: BulkRow>(
     c: &mut diesel::SqliteConnection,
     rows: &[R],
     chunk_rows: usize,
@@ -169,13 +171,15 @@ fn clone_error(e: &DieselError) -> DieselError {
         other => DieselError::QueryBuilderError(other.to_string().into()),
     }
 }
-pub(super) async fn insert_chunks<R: BatchRow>(
+/// Inserts `rows` in chunks of `chunk_rows` on `conn` (inside the caller's transaction); with
+/// `locate`, each chunk under a savepoint so a refused row can be found by its index.
+pub(super) async fn insert_chunks<R: BulkRow>(
     conn: &mut Conn,
     rows: &[R],
     chunk_rows: usize,
     do_nothing: bool,
     locate: bool,
-) -> Result<usize> {
+) -> Result<usize, Error> {
     match conn {
         Conn::Postgres(c) => {
             let c: &mut PgConnection = &mut *c;
@@ -196,8 +200,8 @@ pub(super) async fn insert_chunks<R: BatchRow>(
             outcome.map_err(|(index, e)| {
                 let source = classify(Backend::Sqlite, e);
                 match index {
-                    Some(index) => Error::BatchRow { index, source },
-                    None => Error::Db(source),
+                    Some(index) => Error::BulkRow { index, source: Box::new(source) },
+                    None => source,
                 }
             })
         }
