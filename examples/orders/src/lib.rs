@@ -8,6 +8,8 @@
 //!   one line per SKU), one `table!` for PostgreSQL, MySQL/MariaDB and SQLite;
 //! - its own migrations, `migrations/{postgres,mysql,sqlite}/<version>_<name>/{up,down}.sql`,
 //!   embedded as [`MIGRATIONS`] and applied with [`Pool::migrate`](keel_pool::Pool::migrate);
+//! - bulk loads of its rows (`#[derive(keel_pool::BulkRow)]` on [`NewOrder`] and
+//!   [`NewOrderLine`], loaded with [`keel_pool::bulk::insert`]: `COPY` on PostgreSQL);
 //! - a transaction that keel retries on transient failures ([`place_order`]) and a read-only
 //!   snapshot ([`order_with_lines`]);
 //! - an error type of its own ([`Error`]) carrying keel's classified errors and its own refusals;
@@ -20,10 +22,11 @@
 //!
 //! Modules:
 //! - [`schema`]: the `table!` definitions.
-//! - [`models`]: `Order`/`NewOrder`, `OrderLine`/`NewOrderLine`.
+//! - [`models`]: `Order`/`NewOrder`, `OrderLine`/`NewOrderLine` (the `New…` ones are bulk rows).
 //! - [`service`]: [`place_order`], [`order_with_lines`], [`cancel_order`], and the request
 //!   types [`OrderRequest`], [`LineItem`].
 //! - [`error`]: [`Error`], the service's errors.
+//! - `checks` (private): the value checks `place_order` and the bulk rows share.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), orders::Error> {
@@ -42,6 +45,7 @@
 
 use keel_pool::Migrations;
 
+mod checks;
 pub mod error;
 pub mod models;
 pub mod schema;

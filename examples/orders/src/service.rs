@@ -5,24 +5,10 @@ use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
 use keel_pool::{Id, Isolation, Pool, ScopedFutureExt as _, TxOptions, with_conn};
 
+use crate::checks::{amount_problem, text_problem};
 use crate::error::Error;
 use crate::models::{NewOrder, NewOrderLine, Order, OrderLine};
 use crate::schema::{CUSTOMER_MAX_CHARS, SKU_MAX_CHARS, order_lines, orders};
-
-/// Why `text` cannot be stored: empty when `required`, over `max` characters (counted as the
-/// databases count them), or holding a NUL byte.
-fn text_problem(text: &str, required: bool, max: Option<usize>) -> Option<String> {
-    if required && text.is_empty() {
-        return Some("it is empty".to_owned());
-    }
-    if let Some(max) = max {
-        let chars = text.chars().count();
-        if chars > max {
-            return Some(format!("{chars} characters, at most {max} fit"));
-        }
-    }
-    text.contains('\0').then(|| "it holds a NUL byte".to_owned())
-}
 
 /// One line of an order to place.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -100,14 +86,8 @@ impl OrderRequest {
             if let Some(problem) = text_problem(&line.sku, true, Some(SKU_MAX_CHARS)) {
                 return Err(refuse(format!("the SKU is refused: {problem}")));
             }
-            if line.quantity <= 0 {
-                return Err(refuse(format!("the quantity must be positive, got {}", line.quantity)));
-            }
-            if line.unit_cents < 0 {
-                return Err(refuse(format!(
-                    "the unit price cannot be negative, got {} cents",
-                    line.unit_cents
-                )));
+            if let Some(problem) = amount_problem(line.quantity, line.unit_cents) {
+                return Err(refuse(problem));
             }
             total = i64::from(line.quantity)
                 .checked_mul(line.unit_cents)

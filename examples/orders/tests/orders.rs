@@ -3,12 +3,12 @@
 
 use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
-use keel_pool::{ErrorKind, Id, Pool, ScopedFutureExt as _, with_conn};
+use keel_pool::{ErrorKind, Id, Pool, ScopedFutureExt as _, bulk, with_conn};
 use keel_test::{count_rows, for_each_backend, pool_with};
 use orders::schema::{order_lines, orders as orders_table};
 use orders::{
-    Error, LineItem, MIGRATIONS, NewOrder, NewOrderLine, OrderRequest, cancel_order, order_with_lines,
-    place_order,
+    Error, LineItem, MIGRATIONS, NewOrder, NewOrderLine, Order, OrderLine, OrderRequest, cancel_order,
+    order_with_lines, place_order,
 };
 
 async fn counts(pool: &Pool) -> (i64, i64) {
@@ -225,6 +225,108 @@ async fn concurrent_orders_all_commit() {
                 .expect("totals");
         let expected: i64 = (0..TASKS).flat_map(|t| (0..EACH).map(move |n| 1_000 + t + 2 * (100 + n))).sum();
         assert_eq!(totals.iter().sum::<i64>(), expected);
+    })
+    .await;
+}
+
+/// `n` orders of one line each, as a bulk load would bring them: every other one with a note,
+/// each with its own JSON attributes.
+fn bulk_rows(n: usize) -> (Vec<NewOrder>, Vec<NewOrderLine>) {
+    let placed_at = keel_pool::now();
+    let mut orders = Vec::with_capacity(n);
+    let mut lines = Vec::with_capacity(n);
+    for i in 0..n {
+        let (quantity, unit_cents) = (1 + (i % 5) as i32, 100 + (i % 1_000) as i64);
+        let order = NewOrder {
+            id: Id::new(),
+            customer: format!("customer-{}", i % 1_000),
+            total_cents: i64::from(quantity) * unit_cents,
+            placed_at,
+            note: (i % 2 == 1).then(|| format!("note {i}")),
+            attributes: serde_json::json!({ "import": "2026-12", "n": i }),
+        };
+        lines.push(NewOrderLine {
+            id: Id::new(),
+            order_id: order.id,
+            sku: format!("sku-{}", i % 50),
+            quantity,
+            unit_cents,
+        });
+        orders.push(order);
+    }
+    (orders, lines)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_bulk_load_of_100_000_orders_and_their_lines() {
+    const ROWS: usize = 100_000;
+    for_each_backend(&MIGRATIONS, |pool| async move {
+        let (orders, lines) = bulk_rows(ROWS);
+        let options = bulk::Options::new();
+        assert_eq!(bulk::insert(&pool, &orders, &options).await.expect("load the orders"), ROWS);
+        assert_eq!(bulk::insert(&pool, &lines, &options).await.expect("load the lines"), ROWS);
+        assert_eq!(counts(&pool).await, (ROWS as i64, ROWS as i64));
+        // Samples with and without a note read back exactly as loaded, JSON and microseconds included.
+        for i in [0, 54_321, ROWS - 1] {
+            let (new, line) = (&orders[i], &lines[i]);
+            let (order, got) = order_with_lines(&pool, new.id).await.expect("read a loaded order");
+            let expected = Order {
+                id: new.id,
+                customer: new.customer.clone(),
+                total_cents: new.total_cents,
+                placed_at: new.placed_at,
+                note: new.note.clone(),
+                attributes: new.attributes.clone(),
+            };
+            assert_eq!(order, expected, "order {i}");
+            let expected = OrderLine {
+                id: line.id,
+                order_id: new.id,
+                sku: line.sku.clone(),
+                quantity: line.quantity,
+                unit_cents: line.unit_cents,
+            };
+            assert_eq!(got, [expected], "line {i}");
+        }
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_refused_bulk_row_is_named_by_its_index_and_nothing_is_written() {
+    const ROWS: usize = 10_000;
+    fn refused_at<T: std::fmt::Debug>(result: Result<T, keel_pool::Error>) -> (usize, ErrorKind) {
+        match result {
+            Err(keel_pool::Error::BulkRow { index, source }) => (index, source.kind()),
+            other => panic!("expected a refused row, got {other:?}"),
+        }
+    }
+    for_each_backend(&MIGRATIONS, |pool| async move {
+        let options = bulk::Options::new();
+        let (mut orders, mut lines) = bulk_rows(ROWS);
+
+        // The validation hook: the same check place_order makes, before anything is sent.
+        let customer = std::mem::replace(&mut orders[7_777].customer, "x".repeat(201));
+        let refused = bulk::insert(&pool, &orders, &options).await;
+        assert_eq!(refused_at(refused), (7_777, ErrorKind::InvalidInput));
+        assert_eq!(counts(&pool).await, (0, 0), "nothing of the batch was written");
+        orders[7_777].customer = customer;
+        assert_eq!(bulk::insert(&pool, &orders, &options).await.expect("load the orders"), ROWS);
+
+        // The database's refusals: a line of an order that does not exist (foreign key, checked
+        // at the end of PostgreSQL's COPY), then one SKU twice in an order (unique).
+        let order_id = std::mem::replace(&mut lines[4_321].order_id, Id::new());
+        let refused = bulk::insert(&pool, &lines, &options).await;
+        assert_eq!(refused_at(refused), (4_321, ErrorKind::ForeignKeyViolation));
+        assert_eq!(counts(&pool).await, (ROWS as i64, 0), "no line was written");
+        lines[4_321].order_id = order_id;
+        (lines[9_999].order_id, lines[9_999].sku) = (lines[9_998].order_id, lines[9_998].sku.clone());
+        let refused = bulk::insert(&pool, &lines, &options).await;
+        assert_eq!(refused_at(refused), (9_999, ErrorKind::UniqueViolation));
+        assert_eq!(counts(&pool).await, (ROWS as i64, 0), "no line was written");
+        lines[9_999].quantity = 0;
+        let refused = bulk::insert(&pool, &lines, &options).await;
+        assert_eq!(refused_at(refused), (9_999, ErrorKind::InvalidInput), "the hook refuses first");
     })
     .await;
 }
