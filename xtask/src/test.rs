@@ -2,7 +2,8 @@
 //! of what ran, was skipped (with why) or failed, read from the results file the test helpers
 //! write (`keel_test::report`, the format's one definition).
 //!
-//! Order: the PostgreSQL template of the demo migrations is made if missing; then every test except the `serial_` ones,
+//! Order: the PostgreSQL template of the demo migrations is made if missing (other sets, such
+//! as examples/orders' or the tests' own, get theirs on first use, behind keel-test's lock); then every test except the `serial_` ones,
 //! in parallel; then the `serial_` tests (server restarts, server-wide counters) one at a time,
 //! so they neither disturb nor are disturbed by other tests; then the doctests. An unfiltered
 //! run fails when its serial phase runs no test (a renamed module must not drop them silently).
