@@ -51,6 +51,8 @@ pub(crate) enum Failure {
     Driver(String),
     /// A TLS failure, already told plainly.
     Tls(TlsFailure),
+    /// An error that needs no classifying (a configuration error found while opening).
+    Ready(Error),
 }
 
 impl From<String> for Failure {
@@ -80,6 +82,7 @@ async fn within_connect_timeout<T>(
         Ok(Ok(conn)) => Ok(conn),
         Ok(Err(Failure::Driver(reason))) => Err(connect_error(config, &reason)),
         Ok(Err(Failure::Tls(failure))) => Err(tls_error(config, failure)),
+        Ok(Err(Failure::Ready(e))) => Err(e),
         Err(_) => Err(connect_error(
             config,
             &format!("timed out after {}ms (connect_timeout)", config.connect_timeout.as_millis()),
@@ -203,7 +206,7 @@ fn mysql_opts(config: &Config, with_tls: bool, host_name: Option<String>) -> Res
         .client_found_rows(true)
         .tcp_keepalive(keepalive);
     if with_tls {
-        builder = builder.ssl_opts(tls::mysql_ssl_opts(&config.tls, host_name));
+        builder = builder.ssl_opts(tls::mysql_ssl_opts(&config.tls, host_name).map_err(Error::config)?);
         if config.tls.mode().requires_tls() {
             // mysql_async would otherwise move a loopback TCP session onto the server's Unix
             // socket, where there is no TLS.
@@ -233,7 +236,7 @@ async fn mysql_raw(config: &Config) -> Result<mysql_async::Conn, Failure> {
     let mode = config.tls.mode();
     let cache = &config.tls_cache;
     let with_tls = mode != SslMode::Disable && !(mode == SslMode::Prefer && cache.mysql_is_plain());
-    let opts = |tls: bool, name: Option<String>| mysql_opts(config, tls, name).map_err(|e| Failure::Driver(e.to_string()));
+    let opts = |tls: bool, name: Option<String>| mysql_opts(config, tls, name).map_err(Failure::Ready);
     match mysql_conn(config, opts(with_tls, cache.mysql_host_name())?).await {
         Err(Failure::Tls(_)) if mode == SslMode::Prefer && with_tls && !cache.mysql_is_plain() => {
             cache.mysql_plain.store(true, std::sync::atomic::Ordering::Relaxed);

@@ -314,7 +314,7 @@ pub(crate) fn system_roots_der() -> Vec<Vec<u8>> {
 
 /// mysql_async's TLS options for `tls`. `host_name` replaces the name checked against the
 /// certificate (see `VERIFY_CA` in `connect`).
-pub(crate) fn mysql_ssl_opts(tls: &TlsConfig, host_name: Option<String>) -> mysql_async::SslOpts {
+pub(crate) fn mysql_ssl_opts(tls: &TlsConfig, host_name: Option<String>) -> Result<mysql_async::SslOpts, String> {
     let mut opts = mysql_async::SslOpts::default();
     let verification = tls.verification();
     if verification == Verification::None {
@@ -330,12 +330,24 @@ pub(crate) fn mysql_ssl_opts(tls: &TlsConfig, host_name: Option<String>) -> mysq
         }
     }
     if let Some(client) = &tls.client_cert {
+        // mysql_async reads only RSA keys in PKCS#1 form; say so rather than "no key found".
+        match PrivateKeyDer::from_pem_file(&client.key) {
+            Ok(PrivateKeyDer::Pkcs1(_)) => {}
+            Ok(_) => {
+                return Err(format!(
+                    "ssl-key {}: MySQL client keys must be RSA in PKCS#1 PEM (BEGIN RSA PRIVATE KEY), \
+                     a limit of the MySQL driver; convert it with `openssl rsa -in KEY -traditional`",
+                    client.key.display()
+                ));
+            }
+            Err(e) => return Err(format!("cannot read ssl-key {}: {e}", client.key.display())),
+        }
         opts = opts.with_client_identity(Some(mysql_async::ClientIdentity::new(
             client.cert.clone().into(),
             client.key.clone().into(),
         )));
     }
-    opts
+    Ok(opts)
 }
 
 /// The rustls client configuration for `tls`. Fails with a message naming the file that
