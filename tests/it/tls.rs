@@ -23,7 +23,8 @@ struct Pki {
 
 impl Pki {
     fn new(name: &str) -> Pki {
-        let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("keel-tls-{name}-{}", std::process::id()));
+        let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+            .join(format!("keel-tls-{name}-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let ca = TestCa::new("keel test CA").unwrap();
         let other = TestCa::new("someone else's CA").unwrap();
@@ -80,7 +81,9 @@ struct Flag {
 async fn pg_session_encrypted(pool: &Pool) -> bool {
     let mut conn = pool.get().await.unwrap();
     let flag: Flag = with_conn!(&mut conn, |c| {
-        diesel::sql_query("SELECT ssl AS on FROM pg_stat_ssl WHERE pid = pg_backend_pid()").get_result(c).await
+        diesel::sql_query("SELECT ssl AS on FROM pg_stat_ssl WHERE pid = pg_backend_pid()")
+            .get_result(c)
+            .await
     })
     .unwrap();
     flag.on
@@ -275,10 +278,13 @@ async fn tls_on_a_mariadb_instance_of_our_own() {
             pool.close(Duration::from_secs(5)).await;
             let mut required = shared_url.clone();
             required.query_pairs_mut().append_pair("ssl-mode", "REQUIRED");
-            assert_tls_failure(required.as_str(), "the server does not support TLS (ssl-mode=REQUIRED)").await;
+            assert_tls_failure(required.as_str(), "the server does not support TLS (ssl-mode=REQUIRED)")
+                .await;
         }
         Ok(_) => eprintln!("the shared MariaDB has TLS on: REQUIRED against a plain server not checked"),
-        Err(e) => eprintln!("the shared MariaDB is unreachable ({e}): REQUIRED against a plain server not checked"),
+        Err(e) => {
+            eprintln!("the shared MariaDB is unreachable ({e}): REQUIRED against a plain server not checked")
+        }
     }
 }
 
@@ -292,7 +298,10 @@ async fn sslmode_require_on_the_shared_postgres_is_encrypted() {
     url.query_pairs_mut().append_pair("sslmode", "require");
     let pool = match connect(url.as_str()).await {
         Ok(pool) => pool,
-        Err(e) if e.kind() == ErrorKind::Connect && !keel_test::required_backends().contains(&Backend::Postgres) => {
+        Err(e)
+            if e.kind() == ErrorKind::Connect
+                && !keel_test::required_backends().contains(&Backend::Postgres) =>
+        {
             eprintln!("SKIPPED: PostgreSQL unreachable: {e}");
             return;
         }
@@ -337,9 +346,11 @@ async fn unix_sockets_reach_the_local_servers() {
             host: String,
         }
         let proto: Proto = with_conn!(&mut conn, |c| {
-            diesel::sql_query("SELECT HOST AS host FROM information_schema.PROCESSLIST WHERE ID = CONNECTION_ID()")
-                .get_result(c)
-                .await
+            diesel::sql_query(
+                "SELECT HOST AS host FROM information_schema.PROCESSLIST WHERE ID = CONNECTION_ID()",
+            )
+            .get_result(c)
+            .await
         })
         .unwrap();
         assert_eq!(proto.host, "localhost", "a socket session's host is localhost, not an address:port");

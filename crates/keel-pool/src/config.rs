@@ -155,9 +155,8 @@ impl Config {
             self = self.read_connections(v);
         }
         if let Ok(v) = std::env::var("KEEL_SSL_MODE") {
-            self = self.ssl_mode(
-                v.parse().map_err(|e: Error| Error::config(format!("KEEL_SSL_MODE={v:?}: {e}")))?,
-            );
+            self = self
+                .ssl_mode(v.parse().map_err(|e: Error| Error::config(format!("KEEL_SSL_MODE={v:?}: {e}")))?);
         }
         if let Ok(v) = std::env::var("KEEL_SSL_ROOT_CERT") {
             self = self.ssl_root_cert(v);
@@ -166,9 +165,7 @@ impl Config {
             (Ok(cert), Ok(key)) => self = self.ssl_client_cert(cert, key),
             (Err(_), Err(_)) => {}
             _ => {
-                return Err(Error::config(
-                    "KEEL_SSL_CERT and KEEL_SSL_KEY must be set together".to_owned(),
-                ));
+                return Err(Error::config("KEEL_SSL_CERT and KEEL_SSL_KEY must be set together".to_owned()));
             }
         }
         if let Some(v) = env_parse::<u64>("KEEL_TCP_KEEPALIVE_MS")? {

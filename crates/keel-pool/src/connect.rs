@@ -117,6 +117,24 @@ pub(crate) fn pg_config(
         config.url.driver_url().parse().map_err(|e: tokio_postgres::Error| {
             Error::config(format!("invalid PostgreSQL URL {}: {}", config.url, error_chain(&e)))
         })?;
+    if pg_config.get_user().is_none() {
+        // libpq's fallback: a URL such as `postgres:///db?host=/var/run/postgresql` names no user.
+        let user = ["PGUSER", "USER", "LOGNAME"]
+            .iter()
+            .find_map(|v| std::env::var(v).ok().filter(|u| !u.is_empty()));
+        match user {
+            Some(user) => {
+                pg_config.user(&user);
+            }
+            None => {
+                return Err(Error::config(format!(
+                    "the PostgreSQL URL {} names no user, and PGUSER/USER are unset; \
+                     add one (postgres://user@host/db, or ?user=name)",
+                    config.url
+                )));
+            }
+        }
+    }
     if pg_config.get_application_name().is_none() {
         pg_config.application_name(&config.application_name);
     }
@@ -195,9 +213,14 @@ pub(crate) async fn pg(config: &Config) -> Result<(PgConnection, Option<u64>), E
 /// mysql_async's options for `config`: the URL without keel's parameters, keepalive, and TLS
 /// (`with_tls`: the mode asks for it, and `PREFERRED` has not found the server without TLS).
 /// `host_name` replaces the name the certificate is checked against (`VERIFY_CA`).
-fn mysql_opts(config: &Config, with_tls: bool, host_name: Option<String>) -> Result<mysql_async::Opts, Error> {
-    let opts = mysql_async::Opts::from_url(config.url.driver_url())
-        .map_err(|e| Error::config(format!("invalid MySQL URL {}: {}", config.url, config.url.scrub(&e.to_string()))))?;
+fn mysql_opts(
+    config: &Config,
+    with_tls: bool,
+    host_name: Option<String>,
+) -> Result<mysql_async::Opts, Error> {
+    let opts = mysql_async::Opts::from_url(config.url.driver_url()).map_err(|e| {
+        Error::config(format!("invalid MySQL URL {}: {}", config.url, config.url.scrub(&e.to_string())))
+    })?;
     let keepalive = config.tcp_keepalive.map(|d| u32::try_from(d.as_millis()).unwrap_or(u32::MAX));
     // keel keeps its own statement cache; found rows match PostgreSQL's affected-row counts
     // (both as diesel-async's `establish` sets them).
@@ -242,7 +265,9 @@ async fn mysql_raw(config: &Config) -> Result<mysql_async::Conn, Failure> {
             cache.mysql_plain.store(true, std::sync::atomic::Ordering::Relaxed);
             mysql_conn(config, opts(false, None)?).await
         }
-        Err(Failure::Tls(failure)) if mode == SslMode::VerifyCa || config.tls.verification() == tls::Verification::Ca => {
+        Err(Failure::Tls(failure))
+            if mode == SslMode::VerifyCa || config.tls.verification() == tls::Verification::Ca =>
+        {
             // mysql_async cannot skip only the name check (its own option does not recognise
             // rustls's current error), so check the chain against a name the certificate lists.
             match failure.presented_name.clone() {
@@ -255,6 +280,15 @@ async fn mysql_raw(config: &Config) -> Result<mysql_async::Conn, Failure> {
         }
         other => other,
     }
+}
+
+/// A MySQL connection with keel's URL handling, TLS and keepalive, and nothing else.
+pub(crate) async fn mysql_bare(config: &Config) -> Result<MysqlConnection, Error> {
+    let opening = async {
+        let raw = mysql_raw(config).await?;
+        Ok::<_, Failure>(MysqlConnection::try_from(raw).await.map_err(|e| e.to_string())?)
+    };
+    within_connect_timeout(config, opening).await
 }
 
 #[derive(diesel::QueryableByName)]

@@ -58,8 +58,7 @@ pub enum SslMode {
     VerifyFull,
 }
 
-const MODES: &str =
-    "disable, prefer, require, verify-ca, verify-full (MySQL: DISABLED, PREFERRED, REQUIRED, VERIFY_CA, VERIFY_IDENTITY)";
+const MODES: &str = "disable, prefer, require, verify-ca, verify-full (MySQL: DISABLED, PREFERRED, REQUIRED, VERIFY_CA, VERIFY_IDENTITY)";
 
 impl SslMode {
     /// The libpq name: `disable`, `prefer`, `require`, `verify-ca`, `verify-full`.
@@ -314,7 +313,10 @@ pub(crate) fn system_roots_der() -> Vec<Vec<u8>> {
 
 /// mysql_async's TLS options for `tls`. `host_name` replaces the name checked against the
 /// certificate (see `VERIFY_CA` in `connect`).
-pub(crate) fn mysql_ssl_opts(tls: &TlsConfig, host_name: Option<String>) -> Result<mysql_async::SslOpts, String> {
+pub(crate) fn mysql_ssl_opts(
+    tls: &TlsConfig,
+    host_name: Option<String>,
+) -> Result<mysql_async::SslOpts, String> {
     let mut opts = mysql_async::SslOpts::default();
     let verification = tls.verification();
     if verification == Verification::None {
@@ -361,10 +363,12 @@ pub(crate) fn client_config(tls: &TlsConfig) -> Result<rustls::ClientConfig, Str
         // Never used to verify anything: tokio-postgres does not negotiate TLS under `disable`.
         (SslMode::Disable, _) | (_, Verification::None) => Arc::new(NoVerification(provider)),
         (_, verification) => {
-            let webpki =
-                rustls::client::WebPkiServerVerifier::builder_with_provider(Arc::new(root_store(tls)?), provider)
-                    .build()
-                    .map_err(|e| format!("TLS setup failed: {e}"))?;
+            let webpki = rustls::client::WebPkiServerVerifier::builder_with_provider(
+                Arc::new(root_store(tls)?),
+                provider,
+            )
+            .build()
+            .map_err(|e| format!("TLS setup failed: {e}"))?;
             Arc::new(Checked { webpki, names: verification == Verification::Full })
         }
     };
@@ -404,6 +408,14 @@ pub fn tokio_postgres_connector(
     config: &crate::Config,
 ) -> Result<(tokio_postgres::Config, tokio_postgres_rustls::MakeRustlsConnect), Error> {
     crate::connect::pg_config(config)
+}
+
+/// A bare MySQL/MariaDB connection opened the way keel opens its own (URL handling, TLS mode,
+/// keepalive; no statement timeout), for the benchmark baselines. Fails like
+/// [`Pool::connect`](crate::Pool::connect) does.
+#[doc(hidden)]
+pub async fn mysql_connection(config: &crate::Config) -> Result<crate::MysqlConnection, Error> {
+    crate::connect::mysql_bare(config).await
 }
 
 /// Accepts any certificate (modes that only encrypt) but still checks the handshake signatures,
@@ -562,16 +574,31 @@ fn usable_name(presented: &str) -> Option<String> {
 
 fn reason_and_hint(e: &rustls::Error, host: &str) -> (String, &'static str) {
     match e {
-        rustls::Error::InvalidCertificate(CertificateError::UnknownIssuer) => ("certificate signed by an unknown issuer".to_owned(), "set sslrootcert (ssl-ca on MySQL) to the CA certificate that signed the server's certificate"),
-        rustls::Error::InvalidCertificate(c) if is_name_mismatch(c) => (format!("certificate is not valid for host {host}"), "connect by a host name the server's certificate lists, or use verify-ca to check only the issuer"),
+        rustls::Error::InvalidCertificate(CertificateError::UnknownIssuer) => (
+            "certificate signed by an unknown issuer".to_owned(),
+            "set sslrootcert (ssl-ca on MySQL) to the CA certificate that signed the server's certificate",
+        ),
+        rustls::Error::InvalidCertificate(c) if is_name_mismatch(c) => (
+            format!("certificate is not valid for host {host}"),
+            "connect by a host name the server's certificate lists, or use verify-ca to check only the issuer",
+        ),
         rustls::Error::InvalidCertificate(
             CertificateError::Expired | CertificateError::ExpiredContext { .. },
         ) => ("the server's certificate has expired".to_owned(), "renew the server's certificate"),
         rustls::Error::InvalidCertificate(
             CertificateError::NotValidYet | CertificateError::NotValidYetContext { .. },
-        ) => ("the server's certificate is not valid yet".to_owned(), "check the clocks of the client and the server"),
-        rustls::Error::AlertReceived(alert) => (format!("the server refused the TLS handshake ({alert:?})"), "check sslcert/sslkey (ssl-cert/ssl-key on MySQL) if the server asks for a client certificate"),
-        other => (format!("TLS handshake failed: {other}"), "check the server's TLS setup and the TLS settings in the URL"),
+        ) => (
+            "the server's certificate is not valid yet".to_owned(),
+            "check the clocks of the client and the server",
+        ),
+        rustls::Error::AlertReceived(alert) => (
+            format!("the server refused the TLS handshake ({alert:?})"),
+            "check sslcert/sslkey (ssl-cert/ssl-key on MySQL) if the server asks for a client certificate",
+        ),
+        other => (
+            format!("TLS handshake failed: {other}"),
+            "check the server's TLS setup and the TLS settings in the URL",
+        ),
     }
 }
 
@@ -598,14 +625,23 @@ mod tests {
         let err = "allow".parse::<SslMode>().unwrap_err();
         assert_eq!(err.kind(), crate::ErrorKind::Config);
         let text = err.to_string();
-        assert!(text.contains("\"allow\"") && text.contains("verify-full") && text.contains("VERIFY_IDENTITY"), "{text}");
+        assert!(
+            text.contains("\"allow\"") && text.contains("verify-full") && text.contains("VERIFY_IDENTITY"),
+            "{text}"
+        );
     }
 
     #[test]
     fn require_checks_the_ca_only_when_a_root_is_given() {
         assert_eq!(TlsConfig::new(SslMode::Require).verification(), Verification::None);
-        assert_eq!(TlsConfig::new(SslMode::Require).with_root_cert("/ca.pem").verification(), Verification::Ca);
-        assert_eq!(TlsConfig::new(SslMode::Prefer).with_root_cert("/ca.pem").verification(), Verification::None);
+        assert_eq!(
+            TlsConfig::new(SslMode::Require).with_root_cert("/ca.pem").verification(),
+            Verification::Ca
+        );
+        assert_eq!(
+            TlsConfig::new(SslMode::Prefer).with_root_cert("/ca.pem").verification(),
+            Verification::None
+        );
         assert_eq!(TlsConfig::new(SslMode::VerifyFull).verification(), Verification::Full);
     }
 
@@ -622,7 +658,10 @@ mod tests {
         let wrapped = std::io::Error::new(std::io::ErrorKind::InvalidData, unknown);
         assert_eq!(failure_in(&wrapped, "db").unwrap().reason, "certificate signed by an unknown issuer");
         let name = rustls::Error::InvalidCertificate(CertificateError::NotValidForName);
-        assert_eq!(failure_in(&name, "127.0.0.1").unwrap().reason, "certificate is not valid for host 127.0.0.1");
+        assert_eq!(
+            failure_in(&name, "127.0.0.1").unwrap().reason,
+            "certificate is not valid for host 127.0.0.1"
+        );
         assert_eq!(
             no_tls_on_server(SslMode::Require, Backend::Postgres).reason,
             "the server does not support TLS (sslmode=require)"

@@ -162,7 +162,9 @@ impl UrlParams {
                     let ms = parse_number(k, v)?;
                     found.tcp_keepalive = Some((ms > 0).then(|| Duration::from_millis(ms)));
                 }
-                "host" if backend == Backend::Postgres && !v.is_empty() => found.host_param = Some(v.to_owned()),
+                "host" if backend == Backend::Postgres && !v.is_empty() => {
+                    found.host_param = Some(v.to_owned())
+                }
                 "socket" if backend == Backend::Mysql && !v.is_empty() => found.socket = Some(v.to_owned()),
                 _ => {}
             }
@@ -444,7 +446,8 @@ impl DatabaseUrl {
 
     /// Replaces any occurrence of the password in `text` (e.g. a driver error) with `***`.
     pub fn scrub(&self, text: &str) -> String {
-        let mut text = text.replace(&self.driver_url, &self.redacted).replace(&self.driver_only, &self.redacted);
+        let mut text =
+            text.replace(&self.driver_url, &self.redacted).replace(&self.driver_only, &self.redacted);
         if let Some(p) = self.password.as_deref().filter(|p| !p.is_empty()) {
             text = text.replace(p, "***");
         }
@@ -565,7 +568,9 @@ mod tests {
         assert_eq!(pg.database(), Some("test"));
         let config = Config::new(pg.expose_secret()).unwrap();
         let (pg_config, _) = crate::tls::tokio_postgres_connector(&config).unwrap();
-        assert!(matches!(pg_config.get_hosts(), [tokio_postgres::config::Host::Unix(p)] if p.as_os_str() == "/var/run/postgresql"));
+        assert!(
+            matches!(pg_config.get_hosts(), [tokio_postgres::config::Host::Unix(p)] if p.as_os_str() == "/var/run/postgresql")
+        );
         let my = DatabaseUrl::parse("mysql://root@localhost/test?socket=/run/mysqld/mysqld.sock").unwrap();
         assert_eq!(my.socket(), Some("/run/mysqld/mysqld.sock"));
         assert_eq!(my.target(), "/run/mysqld/mysqld.sock");

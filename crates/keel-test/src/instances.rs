@@ -175,7 +175,8 @@ impl PgInstance {
              fsync = off\nmax_connections = 30\nshared_buffers = 16MB\n",
             dir.display()
         );
-        let mut existing = std::fs::read_to_string(data.join("postgresql.conf")).map_err(|e| e.to_string())?;
+        let mut existing =
+            std::fs::read_to_string(data.join("postgresql.conf")).map_err(|e| e.to_string())?;
         existing.push_str(&conf);
         write(&data.join("postgresql.conf"), &existing)?;
         write(
@@ -268,7 +269,12 @@ impl MariaInstance {
             .arg(format!("--socket={}", socket.display()))
             .arg(format!("--pid-file={}", dir.join("pid").display()))
             .arg(format!("--port={port}"))
-            .args(["--bind-address=127.0.0.1", "--user=root", "--skip-name-resolve", "--innodb-buffer-pool-size=16M"])
+            .args([
+                "--bind-address=127.0.0.1",
+                "--user=root",
+                "--skip-name-resolve",
+                "--innodb-buffer-pool-size=16M",
+            ])
             .arg(format!("--ssl-cert={}", dir.join("server.crt").display()))
             .arg(format!("--ssl-key={}", dir.join("server.key").display()))
             .arg(format!("--ssl-ca={}", dir.join("client_ca.crt").display()))
