@@ -180,7 +180,7 @@ async fn tls_on_a_postgres_instance_of_our_own() {
     assert!(pg_session_encrypted(&pool).await);
     pool.close(Duration::from_secs(5)).await;
     let without = format!("postgres://certuser@localhost:{port}/test?sslmode=verify-full&sslrootcert={ca}");
-    let err = connect(&without).await.err().expect("certuser needs a client certificate");
+    let err = connect(&without).await.expect_err("certuser needs a client certificate");
     assert!(err.to_string().contains("certificate"), "{err}");
     // The same through Config, not the URL.
     let config = Config::new(&format!("postgres://certuser@localhost:{port}/test"))
@@ -257,7 +257,7 @@ async fn tls_on_a_mariadb_instance_of_our_own() {
     let ec_key = format!(
         "mysql://certuser@localhost:{port}/test?ssl-mode=VERIFY_IDENTITY&ssl-ca={ca}&ssl-cert={cert}&ssl-key={key}"
     );
-    let err = connect(&ec_key).await.err().expect("an EC key cannot be used");
+    let err = connect(&ec_key).await.expect_err("an EC key cannot be used");
     assert_eq!(err.kind(), ErrorKind::Config, "{err}");
     assert!(err.to_string().contains("PKCS#1"), "{err}");
     let (cert, key) = (pki.path("rsa-client.crt"), pki.path("rsa-client.key"));

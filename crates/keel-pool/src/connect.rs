@@ -261,13 +261,12 @@ async fn mysql_raw(config: &Config) -> Result<mysql_async::Conn, Failure> {
     let with_tls = mode != SslMode::Disable && !(mode == SslMode::Prefer && cache.mysql_is_plain());
     let opts = |tls: bool, name: Option<String>| mysql_opts(config, tls, name).map_err(Failure::Ready);
     match mysql_conn(config, opts(with_tls, cache.mysql_host_name())?).await {
-        Err(Failure::Tls(_)) if mode == SslMode::Prefer && with_tls && !cache.mysql_is_plain() => {
+        // Only the server saying it has no TLS moves PREFERRED to plain text for good.
+        Err(Failure::Tls(f)) if mode == SslMode::Prefer && with_tls && f.server_has_no_tls => {
             cache.mysql_plain.store(true, std::sync::atomic::Ordering::Relaxed);
             mysql_conn(config, opts(false, None)?).await
         }
-        Err(Failure::Tls(failure))
-            if mode == SslMode::VerifyCa || config.tls.verification() == tls::Verification::Ca =>
-        {
+        Err(Failure::Tls(failure)) if config.tls.verification() == tls::Verification::Ca => {
             // mysql_async cannot skip only the name check (its own option does not recognise
             // rustls's current error), so check the chain against a name the certificate lists.
             match failure.presented_name.clone() {

@@ -517,6 +517,8 @@ pub(crate) struct TlsFailure {
     pub(crate) hint: &'static str,
     /// For a name mismatch: a name the certificate is valid for.
     pub(crate) presented_name: Option<String>,
+    /// The server answered that it has no TLS.
+    pub(crate) server_has_no_tls: bool,
 }
 
 /// The server answered that it has no TLS, while `mode` requires it.
@@ -525,6 +527,7 @@ pub(crate) fn no_tls_on_server(mode: SslMode, backend: Backend) -> TlsFailure {
         reason: format!("the server does not support TLS ({})", mode.url_form(backend)),
         hint: "enable TLS on the server, or lower the TLS mode (prefer, or disable) if plain text is acceptable",
         presented_name: None,
+        server_has_no_tls: true,
     }
 }
 
@@ -555,7 +558,7 @@ fn describe(e: &rustls::Error, host: &str) -> TlsFailure {
         }
         _ => None,
     };
-    TlsFailure { reason, hint, presented_name }
+    TlsFailure { reason, hint, presented_name, server_has_no_tls: false }
 }
 
 /// A name to connect as from webpki's rendering of a certificate's subjectAltName entry

@@ -77,9 +77,9 @@ const SUPPORTED_SCHEMES: &str =
 pub struct DatabaseUrl {
     backend: Backend,
     /// The URL as given, with `mariadb://` turned into `mysql://`.
+    given_url: String,
+    /// What the driver gets: `given_url` without the parameters keel handles itself.
     driver_url: String,
-    /// What the driver gets: `driver_url` without the parameters keel handles itself.
-    driver_only: String,
     redacted: String,
     password: Option<String>,
     host: Option<String>,
@@ -323,8 +323,8 @@ impl DatabaseUrl {
         let database = parsed.path().trim_start_matches('/').split('/').next().filter(|d| !d.is_empty());
         Ok(DatabaseUrl {
             backend,
-            driver_url,
-            driver_only,
+            given_url: driver_url,
+            driver_url: driver_only,
             redacted,
             password,
             host,
@@ -354,9 +354,9 @@ impl DatabaseUrl {
         };
         Ok(DatabaseUrl {
             backend: Backend::Sqlite,
-            driver_url: raw.to_owned(),
+            given_url: raw.to_owned(),
             redacted: raw.to_owned(),
-            driver_only: raw.to_owned(),
+            driver_url: raw.to_owned(),
             password: None,
             host: None,
             port: None,
@@ -435,19 +435,19 @@ impl DatabaseUrl {
     /// such as `sslmode` included): for [`Config::new`](crate::Config::new) or a driver that
     /// knows every parameter in it. Never log it.
     pub fn expose_secret(&self) -> &str {
-        &self.driver_url
+        &self.given_url
     }
 
     /// The URL with its password and without the parameters keel reads itself (TLS,
     /// keepalive): what tokio-postgres and mysql_async are given. Never log it.
     pub(crate) fn driver_url(&self) -> &str {
-        &self.driver_only
+        &self.driver_url
     }
 
     /// Replaces any occurrence of the password in `text` (e.g. a driver error) with `***`.
     pub fn scrub(&self, text: &str) -> String {
         let mut text =
-            text.replace(&self.driver_url, &self.redacted).replace(&self.driver_only, &self.redacted);
+            text.replace(&self.given_url, &self.redacted).replace(&self.driver_url, &self.redacted);
         if let Some(p) = self.password.as_deref().filter(|p| !p.is_empty()) {
             text = text.replace(p, "***");
         }
@@ -457,7 +457,7 @@ impl DatabaseUrl {
     /// The same server with another database (server backends only): used to create and reach
     /// per-test databases.
     pub fn with_database(&self, database: &str) -> Result<Self, Error> {
-        let mut url = url::Url::parse(&self.driver_url)
+        let mut url = url::Url::parse(&self.given_url)
             .map_err(|e| Error::config(format!("cannot derive a URL from {}: {e}", self.redacted)))?;
         url.set_path(&format!("/{database}"));
         DatabaseUrl::parse(url.as_str())
@@ -566,8 +566,9 @@ mod tests {
         assert_eq!(pg.socket(), Some("/var/run/postgresql"));
         assert_eq!(pg.target(), "/var/run/postgresql");
         assert_eq!(pg.database(), Some("test"));
-        let config = Config::new(pg.expose_secret()).unwrap();
+        let config = Config::new(&format!("{}&user=root", pg.expose_secret())).unwrap();
         let (pg_config, _) = crate::tls::tokio_postgres_connector(&config).unwrap();
+        assert_eq!(pg_config.get_user(), Some("root"));
         assert!(
             matches!(pg_config.get_hosts(), [tokio_postgres::config::Host::Unix(p)] if p.as_os_str() == "/var/run/postgresql")
         );
