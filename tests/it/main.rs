@@ -14,4 +14,5 @@ mod readers;
 mod repo;
 mod serve;
 mod statements;
+mod tls;
 mod transactions;

@@ -3,7 +3,9 @@
 //! Per backend: a fresh database, seeded through `keel-demo seed` (timed), then every workload
 //! on every stack through release binaries — `keel-demo load --json` for keel, `keel-bench raw`
 //! / `bulk` / `stream` for the baselines, both found in cargo's target directory (wherever
-//! `CARGO_TARGET_DIR` or the cargo config puts it). Tables go to stdout and
+//! `CARGO_TARGET_DIR` or the cargo config puts it). Every stack connects through keel-pool's
+//! connector, so all run with the URL's TLS mode; on PostgreSQL a TLS-cost table follows
+//! (keel's W1 with `sslmode=disable` against `sslmode=require`). Tables go to stdout and
 //! `target/bench/report.md`; every figure to `target/bench/results.json`.
 
 use std::fmt::Write as _;
@@ -108,6 +110,62 @@ fn num(v: &Value, key: &str) -> f64 {
     v[key].as_f64().unwrap_or(0.0)
 }
 
+/// `url` with its `sslmode` parameter set to `mode`.
+fn with_sslmode(url: &str, mode: &str) -> String {
+    let (base, query) = url.split_once('?').unwrap_or((url, ""));
+    let param = format!("sslmode={mode}");
+    let mut pairs: Vec<&str> =
+        query.split('&').filter(|p| !p.is_empty() && !p.starts_with("sslmode=")).collect();
+    pairs.push(&param);
+    format!("{base}?{}", pairs.join("&"))
+}
+
+/// What TLS costs keel on PostgreSQL: W1 with `sslmode=disable` against `sslmode=require`.
+fn tls_cost(
+    bins: &Bins,
+    url: &str,
+    plan: &Plan,
+    report: &mut String,
+    results: &mut Vec<Value>,
+) -> Result<()> {
+    let mut table = "| TLS cost (keel) | ops/s disable | ops/s require | p99 µs disable | p99 µs require | require / disable |\n|---|---|---|---|---|---|\n".to_owned();
+    for concurrency in [1u32, 16] {
+        let mut ops = Vec::new();
+        let mut p99 = Vec::new();
+        for mode in ["disable", "require"] {
+            let args = [
+                "load",
+                "point-select",
+                "--concurrency",
+                &concurrency.to_string(),
+                "--duration",
+                &plan.duration.to_string(),
+                "--warmup",
+                &plan.warmup.to_string(),
+                "--pool-size",
+                "16",
+                "--json",
+            ]
+            .map(str::to_owned);
+            let r = json_of(&bins.demo, &with_sslmode(url, mode), &args)?;
+            ops.push(num(&r, "ops_per_s"));
+            p99.push(r["p99_us"].clone());
+            results.push(json!({"backend": "postgres", "kind": "tls", "sslmode": mode, "concurrency": concurrency, "result": r}));
+        }
+        writeln!(
+            table,
+            "| W1 point select c={concurrency} | {:.0} | {:.0} | {} | {} | {} |",
+            ops[0],
+            ops[1],
+            p99[0],
+            p99[1],
+            ratio(ops[1], ops[0])
+        )?;
+    }
+    writeln!(report, "{table}")?;
+    Ok(())
+}
+
 fn ratio(a: f64, b: f64) -> String {
     if b > 0.0 { format!("{:.2}", a / b) } else { "–".to_owned() }
 }
@@ -207,6 +265,14 @@ fn bench_one(
     writeln!(report, "Seeding took {seeded:.1} s.\n")?;
     results.push(json!({"backend": backend.as_str(), "kind": "seed", "seconds": seeded}));
 
+    if backend != Backend::Sqlite {
+        let mode = keel_pool::Config::new(url).map_err(|e| anyhow::anyhow!("{e}"))?.tls_config().mode();
+        writeln!(
+            report,
+            "TLS: every stack connects through keel-pool's connector with sslmode={mode} \
+             (the URL's, else the default `prefer`: TLS whenever the server offers it).\n"
+        )?;
+    }
     let stacks = stacks(backend);
     let mut header = "| workload | stack | ops/s | p50 µs | p99 µs | errors | wrong | keel / this |\n|---|---|---|---|---|---|---|---|\n".to_owned();
     for (label, workload, concurrency) in RUNS {
@@ -254,6 +320,9 @@ fn bench_one(
         }
     }
     writeln!(report, "{header}")?;
+    if backend == Backend::Postgres {
+        tls_cost(bins, url, plan, report, results)?;
+    }
 
     let mut bulk = "| W3 bulk insert | rows | seconds | rows/s |\n|---|---|---|---|\n".to_owned();
     let mut rates = std::collections::BTreeMap::new();

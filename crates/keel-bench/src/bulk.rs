@@ -104,8 +104,8 @@ pub async fn bulk(config: Config, args: &BulkArgs) -> Result<BulkReport> {
         "tokio-postgres-copy" => {
             use tokio_postgres::binary_copy::BinaryCopyInWriter;
             use tokio_postgres::types::Type;
-            let (mut client, conn) =
-                tokio_postgres::connect(config.url().expose_secret(), tokio_postgres::NoTls).await?;
+            let (pg_config, tls) = keel_pool::tls::tokio_postgres_connector(&config)?;
+            let (mut client, conn) = pg_config.connect(tls).await?;
             tokio::spawn(conn);
             started = Instant::now();
             let tx = client.transaction().await?;

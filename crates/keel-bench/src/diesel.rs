@@ -50,12 +50,41 @@ pub(crate) async fn raw_pool(config: &Config, size: u32, ping: bool) -> Result<R
     fn builder<M: bb8::ManageConnection>(size: u32, ping: bool) -> bb8::Builder<M> {
         bb8::Pool::builder().max_size(size).test_on_check_out(ping)
     }
+    // Connections are opened the way keel opens its own (same URL handling, TLS mode and
+    // keepalive), so TLS costs the baseline what it costs keel.
+    let bad = |e: keel_pool::Error| diesel::ConnectionError::BadConnection(e.to_string());
     Ok(match config.backend() {
         Backend::Postgres => {
-            RawPool::Pg(builder(size, ping).build(AsyncDieselConnectionManager::new(url)).await?)
+            let (pg_config, tls) = keel_pool::tls::tokio_postgres_connector(config)?;
+            let mut manager_config = diesel_async::pooled_connection::ManagerConfig::default();
+            manager_config.custom_setup = Box::new(move |_url| {
+                let (pg_config, tls) = (pg_config.clone(), tls.clone());
+                Box::pin(async move {
+                    let (client, conn) = pg_config
+                        .connect(tls)
+                        .await
+                        .map_err(|e| diesel::ConnectionError::BadConnection(e.to_string()))?;
+                    diesel_async::AsyncPgConnection::try_from_client_and_connection(client, conn).await
+                })
+            });
+            RawPool::Pg(
+                builder(size, ping)
+                    .build(AsyncDieselConnectionManager::new_with_config(url, manager_config))
+                    .await?,
+            )
         }
         Backend::Mysql => {
-            RawPool::My(builder(size, ping).build(AsyncDieselConnectionManager::new(url)).await?)
+            let config = config.clone();
+            let mut manager_config = diesel_async::pooled_connection::ManagerConfig::default();
+            manager_config.custom_setup = Box::new(move |_url| {
+                let config = config.clone();
+                Box::pin(async move { keel_pool::tls::mysql_connection(&config).await.map_err(bad) })
+            });
+            RawPool::My(
+                builder(size, ping)
+                    .build(AsyncDieselConnectionManager::new_with_config(url, manager_config))
+                    .await?,
+            )
         }
         Backend::Sqlite => {
             let path = match config.url().sqlite_target() {

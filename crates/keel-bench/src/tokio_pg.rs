@@ -54,9 +54,10 @@ pub(crate) async fn clients(config: &Config, n: usize) -> Result<Vec<Arc<PgClien
     let mut out = Vec::with_capacity(n);
     for _ in 0..n {
         // Two sessions per slot: one shared by reads (pipelined), one locked by transactions.
+        // keel's own connector, so the baseline runs with the same TLS setting as keel.
+        let (pg_config, tls) = keel_pool::tls::tokio_postgres_connector(config)?;
         let connect = || async {
-            let (client, conn) =
-                tokio_postgres::connect(config.url().expose_secret(), tokio_postgres::NoTls).await?;
+            let (client, conn) = pg_config.connect(tls.clone()).await?;
             tokio::spawn(conn);
             Ok::<_, tokio_postgres::Error>(client)
         };

@@ -1,7 +1,9 @@
 //! [`Config`]: where the database is and how the pool behaves. The URL itself is parsed in
 //! [`url`](crate::url).
 //!
-//! Every knob has a default and an environment variable read by [`Config::from_env`]:
+//! Every knob has a default and an environment variable read by [`Config::from_env`]. Where the
+//! URL can say the same (TLS, keepalive), the URL gives the starting value and what is set
+//! later wins: `KEEL_*` variables (applied by `from_env` after the URL), then builder calls.
 //!
 //! | knob | env | default |
 //! |---|---|---|
@@ -19,14 +21,26 @@
 //! | [`slow_query_threshold`](Config::slow_query_threshold) | `KEEL_SLOW_QUERY_MS` | 1000 ms (0 = off) |
 //! | [`read_connections`](Config::read_connections) | `KEEL_PG_READ_CONNECTIONS` | PostgreSQL: max_size / 4, at least 1 (0 = off) |
 //! | [`migration_lock_timeout`](Config::migration_lock_timeout) | `KEEL_MIGRATION_LOCK_TIMEOUT_MS` | 60 000 ms |
+//! | [`ssl_mode`](Config::ssl_mode) | `KEEL_SSL_MODE` | URL `sslmode` / `ssl-mode`, else `prefer` (see [`tls`](crate::tls)) |
+//! | [`ssl_root_cert`](Config::ssl_root_cert) | `KEEL_SSL_ROOT_CERT` | URL `sslrootcert` / `ssl-ca`, else the system store |
+//! | [`ssl_client_cert`](Config::ssl_client_cert) | `KEEL_SSL_CERT` and `KEEL_SSL_KEY` | URL `sslcert`+`sslkey` / `ssl-cert`+`ssl-key`, else none |
+//! | [`tcp_keepalive`](Config::tcp_keepalive) | `KEEL_TCP_KEEPALIVE_MS` | URL `keepalives`/`keepalives_idle` (PostgreSQL), `tcp_keepalive` (MySQL, ms), else 60 000 ms idle (0 = off) |
 //! | [`retry`](Config::retry) | `KEEL_RETRY_MAX_ATTEMPTS`, `KEEL_RETRY_BASE_MS`, `KEEL_RETRY_MAX_BACKOFF_MS`, `KEEL_RETRY_DEADLINE_MS` | see [`RetryPolicy`](crate::RetryPolicy) |
 
 use std::fmt;
 use std::str::FromStr;
 use std::time::Duration;
 
+use std::path::Path;
+use std::sync::Arc;
+
 use crate::error::Error;
+use crate::tls::{RootCerts, SslMode, TlsCache, TlsConfig};
 use crate::url::{Backend, DatabaseUrl, SqliteTarget};
+
+/// Idle time before the first TCP keepalive probe, unless the URL or
+/// [`Config::tcp_keepalive`] says otherwise.
+pub const DEFAULT_TCP_KEEPALIVE: Duration = Duration::from_secs(60);
 
 /// Pool configuration. Build it with [`Config::new`] or [`Config::from_env`], then adjust with
 /// the builder methods. `Debug` never shows the password.
@@ -56,6 +70,10 @@ pub struct Config {
     pub(crate) retry: crate::RetryPolicy,
     pub(crate) read_connections: Option<u32>,
     pub(crate) migration_lock_timeout: Duration,
+    pub(crate) tls: TlsConfig,
+    pub(crate) tcp_keepalive: Option<Duration>,
+    /// Built from `tls` once and shared by clones; replaced whenever `tls` changes.
+    pub(crate) tls_cache: Arc<TlsCache>,
 }
 
 impl Config {
@@ -63,8 +81,12 @@ impl Config {
     ///
     /// Fails with a configuration error when the URL is invalid or its scheme unsupported.
     pub fn new(url: &str) -> Result<Self, Error> {
+        let url = DatabaseUrl::parse(url)?;
         Ok(Config {
-            url: DatabaseUrl::parse(url)?,
+            tls: url.tls().clone(),
+            tcp_keepalive: url.tcp_keepalive().unwrap_or(Some(DEFAULT_TCP_KEEPALIVE)),
+            tls_cache: Arc::default(),
+            url,
             max_size: 10,
             min_idle: None,
             acquire_timeout: Duration::from_secs(5),
@@ -137,6 +159,23 @@ impl Config {
         }
         if let Some(v) = env_parse::<u64>("KEEL_MIGRATION_LOCK_TIMEOUT_MS")? {
             self = self.migration_lock_timeout(Duration::from_millis(v));
+        }
+        if let Ok(v) = std::env::var("KEEL_SSL_MODE") {
+            self = self
+                .ssl_mode(v.parse().map_err(|e: Error| Error::config(format!("KEEL_SSL_MODE={v:?}: {e}")))?);
+        }
+        if let Ok(v) = std::env::var("KEEL_SSL_ROOT_CERT") {
+            self = self.ssl_root_cert(v);
+        }
+        match (std::env::var("KEEL_SSL_CERT"), std::env::var("KEEL_SSL_KEY")) {
+            (Ok(cert), Ok(key)) => self = self.ssl_client_cert(cert, key),
+            (Err(_), Err(_)) => {}
+            _ => {
+                return Err(Error::config("KEEL_SSL_CERT and KEEL_SSL_KEY must be set together".to_owned()));
+            }
+        }
+        if let Some(v) = env_parse::<u64>("KEEL_TCP_KEEPALIVE_MS")? {
+            self = self.tcp_keepalive((v > 0).then(|| Duration::from_millis(v)));
         }
         self.retry = self.retry.with_env_overrides()?;
         Ok(self)
@@ -224,6 +263,56 @@ impl Config {
     pub fn slow_query_threshold(mut self, d: Option<Duration>) -> Self {
         self.slow_query_threshold = d;
         self
+    }
+
+    /// The TLS mode for PostgreSQL and MySQL connections (default: the URL's `sslmode` /
+    /// `ssl-mode`, else [`SslMode::Prefer`]). Env `KEEL_SSL_MODE`. See [`tls`](crate::tls).
+    pub fn ssl_mode(mut self, mode: SslMode) -> Self {
+        self.tls = self.tls.with_mode(mode);
+        self.tls_cache = Arc::default();
+        self
+    }
+
+    /// Trusts the CA certificates in this PEM file (`system`: the system store, the default).
+    /// Used by `verify-ca`, `verify-full`, and `require` once given. Env `KEEL_SSL_ROOT_CERT`.
+    pub fn ssl_root_cert(mut self, path: impl AsRef<Path>) -> Self {
+        self.tls = self.tls.with_root_certs(Some(RootCerts::parse(&path.as_ref().to_string_lossy())));
+        self.tls_cache = Arc::default();
+        self
+    }
+
+    /// Presents this client certificate chain and private key (PEM files) to servers that ask
+    /// for one. Env `KEEL_SSL_CERT` and `KEEL_SSL_KEY`.
+    pub fn ssl_client_cert(mut self, cert: impl AsRef<Path>, key: impl AsRef<Path>) -> Self {
+        self.tls = self.tls.with_client_cert(cert.as_ref(), key.as_ref());
+        self.tls_cache = Arc::default();
+        self
+    }
+
+    /// Replaces all TLS settings at once.
+    pub fn tls(mut self, tls: TlsConfig) -> Self {
+        self.tls = tls;
+        self.tls_cache = Arc::default();
+        self
+    }
+
+    /// The TLS settings connections use.
+    pub fn tls_config(&self) -> &TlsConfig {
+        &self.tls
+    }
+
+    /// TCP keepalive on server connections: the idle time before the first probe, `None` for
+    /// off (default 60 s, or what the URL says). Without it a connection whose peer vanished
+    /// (a half-open socket) can hang until the OS gives up, hours later. Env
+    /// `KEEL_TCP_KEEPALIVE_MS` (0 = off).
+    pub fn tcp_keepalive(mut self, idle: Option<Duration>) -> Self {
+        self.tcp_keepalive = idle;
+        self
+    }
+
+    /// The TCP keepalive idle time in use (`None`: off).
+    pub fn tcp_keepalive_idle(&self) -> Option<Duration> {
+        self.tcp_keepalive
     }
 
     /// Retry policy for [`Pool::transaction`](crate::Pool::transaction).

@@ -5,12 +5,12 @@ use std::time::Duration;
 
 use diesel::Connection as _;
 use diesel::connection::SimpleConnection as _;
-use diesel_async::AsyncConnection as _;
 
 use crate::config::Config;
 use crate::conn::{MysqlConnection, PgConnection, SqliteConnection};
 use crate::error::{Error, ErrorKind};
-use crate::url::SqliteTarget;
+use crate::tls::{self, SslMode, TlsFailure};
+use crate::url::{Backend, SqliteTarget};
 
 /// Builds the connect error for `config`'s server from a driver message, with a hint.
 pub(crate) fn connect_error(config: &Config, reason: &str) -> Error {
@@ -45,15 +45,44 @@ pub(crate) fn connect_error(config: &Config, reason: &str) -> Error {
     Error::Connect { kind, backend: config.backend(), target: config.url.target(), reason, hint }
 }
 
+/// Why opening a connection failed.
+pub(crate) enum Failure {
+    /// The driver's message; [`connect_error`] classifies it.
+    Driver(String),
+    /// A TLS failure, already told plainly.
+    Tls(TlsFailure),
+    /// An error that needs no classifying (a configuration error found while opening).
+    Ready(Error),
+}
+
+impl From<String> for Failure {
+    fn from(reason: String) -> Self {
+        Failure::Driver(reason)
+    }
+}
+
+/// The error for a TLS failure on `config`'s server: kind `Tls`, not transient.
+fn tls_error(config: &Config, failure: TlsFailure) -> Error {
+    Error::Connect {
+        kind: ErrorKind::Tls,
+        backend: config.backend(),
+        target: config.url.target(),
+        reason: config.url.scrub(&failure.reason),
+        hint: failure.hint,
+    }
+}
+
 /// Runs an opening future under `connect_timeout`, turning its failure (a driver message) or
 /// the timeout into a connect error with a hint.
 async fn within_connect_timeout<T>(
     config: &Config,
-    opening: impl std::future::Future<Output = Result<T, String>>,
+    opening: impl std::future::Future<Output = Result<T, Failure>>,
 ) -> Result<T, Error> {
     match tokio::time::timeout(config.connect_timeout, opening).await {
         Ok(Ok(conn)) => Ok(conn),
-        Ok(Err(reason)) => Err(connect_error(config, &reason)),
+        Ok(Err(Failure::Driver(reason))) => Err(connect_error(config, &reason)),
+        Ok(Err(Failure::Tls(failure))) => Err(tls_error(config, failure)),
+        Ok(Err(Failure::Ready(e))) => Err(e),
         Err(_) => Err(connect_error(
             config,
             &format!("timed out after {}ms (connect_timeout)", config.connect_timeout.as_millis()),
@@ -77,13 +106,35 @@ pub(crate) fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
     text
 }
 
-/// The tokio-postgres configuration for `config`: `application_name`, `statement_timeout` (in
-/// the startup packet, so no extra round trip) and the connect timeout.
-fn pg_config(config: &Config) -> Result<tokio_postgres::Config, Error> {
+/// The tokio-postgres configuration for `config`, with its TLS connector: TLS mode,
+/// keepalive, `application_name`, `statement_timeout` (in the startup packet, so no extra
+/// round trip) and the connect timeout. Every PostgreSQL connection keel opens starts here.
+pub(crate) fn pg_config(
+    config: &Config,
+) -> Result<(tokio_postgres::Config, tokio_postgres_rustls::MakeRustlsConnect), Error> {
+    use tokio_postgres::config::{Host, SslMode as PgSslMode};
     let mut pg_config: tokio_postgres::Config =
-        config.url.expose_secret().parse().map_err(|e: tokio_postgres::Error| {
+        config.url.driver_url().parse().map_err(|e: tokio_postgres::Error| {
             Error::config(format!("invalid PostgreSQL URL {}: {}", config.url, error_chain(&e)))
         })?;
+    if pg_config.get_user().is_none() {
+        // libpq's fallback: a URL such as `postgres:///db?host=/var/run/postgresql` names no user.
+        let user = ["PGUSER", "USER", "LOGNAME"]
+            .iter()
+            .find_map(|v| std::env::var(v).ok().filter(|u| !u.is_empty()));
+        match user {
+            Some(user) => {
+                pg_config.user(&user);
+            }
+            None => {
+                return Err(Error::config(format!(
+                    "the PostgreSQL URL {} names no user, and PGUSER/USER are unset; \
+                     add one (postgres://user@host/db, or ?user=name)",
+                    config.url
+                )));
+            }
+        }
+    }
     if pg_config.get_application_name().is_none() {
         pg_config.application_name(&config.application_name);
     }
@@ -93,23 +144,47 @@ fn pg_config(config: &Config) -> Result<tokio_postgres::Config, Error> {
         pg_config.options(options.trim());
     }
     pg_config.connect_timeout(config.connect_timeout);
-    Ok(pg_config)
+    pg_config.keepalives(config.tcp_keepalive.is_some());
+    if let Some(idle) = config.tcp_keepalive {
+        pg_config.keepalives_idle(idle);
+    }
+    // Unix sockets are local: no TLS there, as in libpq (the server would refuse it anyway).
+    let unix_only = pg_config.get_hosts().iter().all(|h| !matches!(h, Host::Tcp(_)));
+    pg_config.ssl_mode(match config.tls.mode() {
+        _ if unix_only => PgSslMode::Disable,
+        SslMode::Disable => PgSslMode::Disable,
+        SslMode::Prefer => PgSslMode::Prefer,
+        _ => PgSslMode::Require,
+    });
+    let connector = tls::pg_connector(&config.tls, &config.tls_cache)?;
+    Ok((pg_config, connector))
+}
+
+/// Tells a PostgreSQL connect failure plainly when TLS is the cause.
+fn pg_failure(config: &Config, e: &tokio_postgres::Error) -> Failure {
+    if let Some(failure) = tls::failure_in(e, config.url.host().unwrap_or_default()) {
+        return Failure::Tls(failure);
+    }
+    let text = error_chain(e);
+    if text.contains("server does not support TLS") {
+        return Failure::Tls(tls::no_tls_on_server(config.tls.mode(), Backend::Postgres));
+    }
+    Failure::Driver(text)
 }
 
 /// Opens a plain tokio-postgres client with the same settings as the pool's connections, for
 /// what diesel-async cannot do (`COPY`). Its connection task runs on the tokio runtime and ends
 /// when the client is dropped.
 pub(crate) async fn pg_client(config: &Config) -> Result<tokio_postgres::Client, Error> {
-    let pg_config = pg_config(config)?;
+    let (pg_config, tls) = pg_config(config)?;
     let connecting = async {
-        let (client, connection) =
-            pg_config.connect(tokio_postgres::NoTls).await.map_err(|e| error_chain(&e))?;
+        let (client, connection) = pg_config.connect(tls).await.map_err(|e| pg_failure(config, &e))?;
         tokio::spawn(async move {
             if let Err(e) = connection.await {
                 tracing::debug!(target: "keel::pool", error = %e, "side PostgreSQL connection ended");
             }
         });
-        Ok::<_, String>(client)
+        Ok::<_, Failure>(client)
     };
     within_connect_timeout(config, connecting).await
 }
@@ -118,10 +193,9 @@ pub(crate) async fn pg_client(config: &Config) -> Result<tokio_postgres::Client,
 /// returns it with its backend pid. Connects through tokio-postgres directly (the driver
 /// diesel-async wraps) so the real cause of a failure reaches the user.
 pub(crate) async fn pg(config: &Config) -> Result<(PgConnection, Option<u64>), Error> {
-    let pg_config = pg_config(config)?;
+    let (pg_config, tls) = pg_config(config)?;
     let connecting = async {
-        let (client, connection) =
-            pg_config.connect(tokio_postgres::NoTls).await.map_err(|e| error_chain(&e))?;
+        let (client, connection) = pg_config.connect(tls).await.map_err(|e| pg_failure(config, &e))?;
         let mut conn = PgConnection::try_from_client_and_connection(client, connection)
             .await
             .map_err(|e| e.to_string())?;
@@ -131,9 +205,89 @@ pub(crate) async fn pg(config: &Config) -> Result<(PgConnection, Option<u64>), E
         )
         .await
         .map_err(|e| e.to_string())?;
-        Ok::<_, String>((conn, Some(pid as u64)))
+        Ok::<_, Failure>((conn, Some(pid as u64)))
     };
     within_connect_timeout(config, connecting).await
+}
+
+/// mysql_async's options for `config`: the URL without keel's parameters, keepalive, and TLS
+/// (`with_tls`: the mode asks for it, and `PREFERRED` has not found the server without TLS).
+/// `host_name` replaces the name the certificate is checked against (`VERIFY_CA`).
+fn mysql_opts(
+    config: &Config,
+    with_tls: bool,
+    host_name: Option<String>,
+) -> Result<mysql_async::Opts, Error> {
+    let opts = mysql_async::Opts::from_url(config.url.driver_url()).map_err(|e| {
+        Error::config(format!("invalid MySQL URL {}: {}", config.url, config.url.scrub(&e.to_string())))
+    })?;
+    let keepalive = config.tcp_keepalive.map(|d| u32::try_from(d.as_millis()).unwrap_or(u32::MAX));
+    // keel keeps its own statement cache; found rows match PostgreSQL's affected-row counts
+    // (both as diesel-async's `establish` sets them).
+    let mut builder = mysql_async::OptsBuilder::from_opts(opts)
+        .stmt_cache_size(0)
+        .client_found_rows(true)
+        .tcp_keepalive(keepalive);
+    if with_tls {
+        builder = builder.ssl_opts(tls::mysql_ssl_opts(&config.tls, host_name).map_err(Error::config)?);
+        if config.tls.mode().requires_tls() {
+            // mysql_async would otherwise move a loopback TCP session onto the server's Unix
+            // socket, where there is no TLS.
+            builder = builder.prefer_socket(false);
+        }
+    }
+    Ok(builder.into())
+}
+
+/// Opens one mysql_async connection, telling TLS failures plainly.
+async fn mysql_conn(config: &Config, opts: mysql_async::Opts) -> Result<mysql_async::Conn, Failure> {
+    mysql_async::Conn::new(opts).await.map_err(|e| {
+        if matches!(e, mysql_async::Error::Driver(mysql_async::DriverError::NoClientSslFlagFromServer)) {
+            return Failure::Tls(tls::no_tls_on_server(config.tls.mode(), Backend::Mysql));
+        }
+        match tls::failure_in(&e, config.url.host().unwrap_or_default()) {
+            Some(failure) => Failure::Tls(failure),
+            None => Failure::Driver(e.to_string()),
+        }
+    })
+}
+
+/// Opens a mysql_async connection with `config`'s TLS mode: `PREFERRED` goes on in plain text
+/// when the server has no TLS (and remembers it), `VERIFY_CA` accepts a certificate whose chain
+/// is good for a name other than the host's.
+async fn mysql_raw(config: &Config) -> Result<mysql_async::Conn, Failure> {
+    let mode = config.tls.mode();
+    let cache = &config.tls_cache;
+    let with_tls = mode != SslMode::Disable && !(mode == SslMode::Prefer && cache.mysql_is_plain());
+    let opts = |tls: bool, name: Option<String>| mysql_opts(config, tls, name).map_err(Failure::Ready);
+    match mysql_conn(config, opts(with_tls, cache.mysql_host_name())?).await {
+        // Only the server saying it has no TLS moves PREFERRED to plain text for good.
+        Err(Failure::Tls(f)) if mode == SslMode::Prefer && with_tls && f.server_has_no_tls => {
+            cache.mysql_plain.store(true, std::sync::atomic::Ordering::Relaxed);
+            mysql_conn(config, opts(false, None)?).await
+        }
+        Err(Failure::Tls(failure)) if config.tls.verification() == tls::Verification::Ca => {
+            // mysql_async cannot skip only the name check (its own option does not recognise
+            // rustls's current error), so check the chain against a name the certificate lists.
+            match failure.presented_name.clone() {
+                Some(name) => {
+                    cache.set_mysql_host_name(name.clone());
+                    mysql_conn(config, opts(true, Some(name))?).await
+                }
+                None => Err(Failure::Tls(failure)),
+            }
+        }
+        other => other,
+    }
+}
+
+/// A MySQL connection with keel's URL handling, TLS and keepalive, and nothing else.
+pub(crate) async fn mysql_bare(config: &Config) -> Result<MysqlConnection, Error> {
+    let opening = async {
+        let raw = mysql_raw(config).await?;
+        Ok::<_, Failure>(MysqlConnection::try_from(raw).await.map_err(|e| e.to_string())?)
+    };
+    within_connect_timeout(config, opening).await
 }
 
 #[derive(diesel::QueryableByName)]
@@ -148,8 +302,8 @@ struct MysqlSession {
 /// the statement timeout, and returns it with its `CONNECTION_ID()`.
 pub(crate) async fn mysql(config: &Config) -> Result<(MysqlConnection, Option<u64>), Error> {
     let opening = async {
-        let mut conn =
-            MysqlConnection::establish(config.url.expose_secret()).await.map_err(|e| e.to_string())?;
+        let raw = mysql_raw(config).await?;
+        let mut conn = MysqlConnection::try_from(raw).await.map_err(|e| e.to_string())?;
         let session: MysqlSession = diesel_async::RunQueryDsl::get_result(
             diesel::sql_query("SELECT CAST(CONNECTION_ID() AS SIGNED) AS id, VERSION() AS version"),
             &mut conn,
@@ -166,7 +320,7 @@ pub(crate) async fn mysql(config: &Config) -> Result<(MysqlConnection, Option<u6
                 .await
                 .map_err(|e| e.to_string())?;
         }
-        Ok::<_, String>((conn, Some(session.id as u64)))
+        Ok::<_, Failure>((conn, Some(session.id as u64)))
     };
     within_connect_timeout(config, opening).await
 }

@@ -17,6 +17,10 @@ pub enum ErrorKind {
     Config,
     /// A connection could not be opened (refused, unreachable, authentication failed).
     Connect,
+    /// The TLS handshake failed or could not happen: the server's certificate was not trusted
+    /// (unknown issuer, wrong host name, expired), or the server has no TLS while the TLS mode
+    /// requires it. Not transient: the configuration of the client or the server must change.
+    Tls,
     /// No connection became available within the acquire timeout.
     AcquireTimeout,
     /// The pool was closed.
@@ -63,6 +67,7 @@ impl ErrorKind {
         match self {
             ErrorKind::Config => "config",
             ErrorKind::Connect => "connect",
+            ErrorKind::Tls => "tls",
             ErrorKind::AcquireTimeout => "acquire_timeout",
             ErrorKind::PoolClosed => "pool_closed",
             ErrorKind::ConnectionLost => "connection_lost",
@@ -119,7 +124,8 @@ pub enum Error {
     },
 
     /// A connection could not be opened. `target` is `host:port` (never a password). The kind
-    /// is `Connect`, or `TooManyConnections` / `ServerShutdown` when the server said so.
+    /// is `Connect`, `Tls` when the TLS handshake failed or the server has no TLS, or
+    /// `TooManyConnections` / `ServerShutdown` when the server said so.
     #[error("cannot connect to {backend} at {target}: {reason} — {hint}")]
     Connect {
         /// Portable classification.
@@ -266,6 +272,7 @@ mod tests {
         let all = [
             ErrorKind::Config,
             ErrorKind::Connect,
+            ErrorKind::Tls,
             ErrorKind::AcquireTimeout,
             ErrorKind::PoolClosed,
             ErrorKind::ConnectionLost,

@@ -9,6 +9,7 @@
 //!
 //! Modules (every public one):
 //! - [`config`]: [`Config`], the pool's knobs with their defaults and environment variables.
+//! - [`tls`]: [`SslMode`], [`TlsConfig`]: TLS on PostgreSQL and MySQL (rustls), from the URL or `Config`.
 //! - [`url`]: [`DatabaseUrl`] (never shows a password), [`SqliteTarget`], the [`Backend`] it picks.
 //! - [`error`]: [`Error`] and its portable classification, [`ErrorKind`].
 //! - [`bulk`]: [`bulk::insert`], loading many rows of any [`BulkRow`] table (`COPY` on PostgreSQL).
@@ -55,6 +56,7 @@ pub mod reuse;
 pub mod sql_types;
 pub mod stats;
 pub mod timestamp;
+pub mod tls;
 pub mod url;
 
 pub use bulk::BulkRow;
@@ -74,4 +76,5 @@ pub use reuse::Reuse;
 pub use scoped_futures::{ScopedBoxFuture, ScopedFutureExt};
 pub use stats::{LATENCY_BUCKETS_US, LatencyHistogram, PoolStats};
 pub use timestamp::{Timestamp, now};
+pub use tls::{SslMode, TlsConfig};
 pub use url::{Backend, DatabaseUrl, SqliteTarget};

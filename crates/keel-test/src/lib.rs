@@ -13,6 +13,8 @@
 //! - [`report`]: the results file (`results.tsv`): [`report::record`] and [`report::read`].
 //! - [`sql`]: raw SQL on a pool, side pools, terminating a session.
 //! - [`proxy`]: [`Proxy`], a fault-injecting TCP proxy bound to `127.0.0.1:0`.
+//! - [`instances`]: [`instances::PgInstance`], [`instances::MariaInstance`]: servers of a test's own
+//!   with TLS, and [`instances::TestCa`], the certificates for them.
 //! - [`http`]: [`http::Response`], an HTTP response as API tests check it (leaks, error bodies).
 //!
 //! A test names no label: the label is the running test's name (libtest names the thread that
@@ -31,6 +33,7 @@
 
 pub mod db;
 pub mod http;
+pub mod instances;
 pub mod proxy;
 pub mod report;
 pub mod servers;

@@ -70,7 +70,9 @@ impl Proxy {
         self.addr
     }
 
-    /// `url` with host and port replaced by the proxy's.
+    /// `url` with host and port replaced by the proxy's, and TLS off (`sslmode=disable`,
+    /// `ssl-mode=DISABLED`): the proxy finds `COMMIT` by reading the traffic, and keel's default
+    /// `prefer` would encrypt it on a server with TLS.
     ///
     /// # Panics
     /// When `url` is not a server URL (`postgres://…`, `mysql://…`).
@@ -78,6 +80,17 @@ impl Proxy {
         let mut u = url::Url::parse(url).expect("a server URL");
         u.set_host(Some("127.0.0.1")).expect("a server URL takes a host");
         u.set_port(Some(self.addr.port())).expect("a server URL takes a port");
+        let tls_param = if u.scheme().starts_with("postgres") {
+            ("sslmode", "disable")
+        } else {
+            ("ssl-mode", "DISABLED")
+        };
+        let kept: Vec<(String, String)> = u
+            .query_pairs()
+            .filter(|(k, _)| k != tls_param.0)
+            .map(|(k, v)| (k.into_owned(), v.into_owned()))
+            .collect();
+        u.query_pairs_mut().clear().extend_pairs(kept).append_pair(tls_param.0, tls_param.1);
         if matches!(u.scheme(), "mysql" | "mariadb") {
             // mysql_async otherwise switches a loopback TCP connection to the server's Unix
             // socket, around the proxy.

@@ -45,7 +45,10 @@ fn status_of(kind: ErrorKind) -> StatusCode {
         ErrorKind::NotFound => StatusCode::NOT_FOUND,
         ErrorKind::UniqueViolation | ErrorKind::ForeignKeyViolation => StatusCode::CONFLICT,
         ErrorKind::CheckViolation => StatusCode::UNPROCESSABLE_ENTITY,
-        ErrorKind::PoolClosed | ErrorKind::CommitOutcomeUnknown => StatusCode::SERVICE_UNAVAILABLE,
+        // Tls is not transient (the setup must change), but to a client the database is just as unavailable.
+        ErrorKind::PoolClosed | ErrorKind::CommitOutcomeUnknown | ErrorKind::Tls => {
+            StatusCode::SERVICE_UNAVAILABLE
+        }
         ErrorKind::StatementTimeout => StatusCode::GATEWAY_TIMEOUT,
         k if k.is_transient() => StatusCode::SERVICE_UNAVAILABLE,
         _ => StatusCode::INTERNAL_SERVER_ERROR,
@@ -65,6 +68,7 @@ fn database_message(kind: ErrorKind, constraint: Option<&str>) -> String {
         ErrorKind::InvalidInput => "a value cannot be stored: too long, out of range or malformed",
         ErrorKind::NotFound => "not found",
         ErrorKind::Connect
+        | ErrorKind::Tls
         | ErrorKind::ConnectionLost
         | ErrorKind::ServerShutdown
         | ErrorKind::TooManyConnections => "the database is unavailable right now; retry later",
@@ -218,6 +222,7 @@ mod tests {
             (ErrorKind::ForeignKeyViolation, 409),
             (ErrorKind::CheckViolation, 422),
             (ErrorKind::Connect, 503),
+            (ErrorKind::Tls, 503),
             (ErrorKind::AcquireTimeout, 503),
             (ErrorKind::ConnectionLost, 503),
             (ErrorKind::PoolClosed, 503),
