@@ -133,20 +133,9 @@ fn tls_cost(
         let mut ops = Vec::new();
         let mut p99 = Vec::new();
         for mode in ["disable", "require"] {
-            let args = [
-                "load",
-                "point-select",
-                "--concurrency",
-                &concurrency.to_string(),
-                "--duration",
-                &plan.duration.to_string(),
-                "--warmup",
-                &plan.warmup.to_string(),
-                "--pool-size",
-                "16",
-                "--json",
-            ]
-            .map(str::to_owned);
+            let mut args = vec!["load".to_owned(), "point-select".to_owned()];
+            args.extend(run_args(plan, concurrency));
+            args.push("--json".into());
             let r = json_of(&bins.demo, &with_sslmode(url, mode), &args)?;
             ops.push(num(&r, "ops_per_s"));
             p99.push(r["p99_us"].clone());
@@ -164,6 +153,15 @@ fn tls_cost(
     }
     writeln!(report, "{table}")?;
     Ok(())
+}
+
+/// The flags every timed load run takes: concurrency, duration, warm-up, a pool of 16.
+fn run_args(plan: &Plan, concurrency: u32) -> Vec<String> {
+    ["--concurrency", &concurrency.to_string(), "--duration", &plan.duration.to_string()]
+        .into_iter()
+        .chain(["--warmup", &plan.warmup.to_string(), "--pool-size", "16"])
+        .map(str::to_owned)
+        .collect()
 }
 
 fn ratio(a: f64, b: f64) -> String {
@@ -283,19 +281,7 @@ fn bench_one(
             } else {
                 (&bins.bench, vec!["raw".into(), "--stack".into(), stack.to_string(), workload.to_string()])
             };
-            args.extend(
-                [
-                    "--concurrency",
-                    &concurrency.to_string(),
-                    "--duration",
-                    &plan.duration.to_string(),
-                    "--warmup",
-                    &plan.warmup.to_string(),
-                    "--pool-size",
-                    "16",
-                ]
-                .map(str::to_owned),
-            );
+            args.extend(run_args(plan, *concurrency));
             if *stack == "keel" {
                 args.push("--json".into());
             }

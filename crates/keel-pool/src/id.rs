@@ -135,20 +135,4 @@ impl FromSql<SqlUuid, Sqlite> for Id {
     }
 }
 
-/// For binary `COPY` ([`bulk::insert`](crate::bulk::insert)): encoded as the wrapped
-/// `uuid::Uuid`, so it takes whatever column type that does.
-impl tokio_postgres::types::ToSql for Id {
-    fn to_sql(
-        &self,
-        ty: &tokio_postgres::types::Type,
-        out: &mut bytes::BytesMut,
-    ) -> Result<tokio_postgres::types::IsNull, Box<dyn std::error::Error + Sync + Send>> {
-        tokio_postgres::types::ToSql::to_sql(&self.0, ty, out)
-    }
-
-    fn accepts(ty: &tokio_postgres::types::Type) -> bool {
-        <uuid::Uuid as tokio_postgres::types::ToSql>::accepts(ty)
-    }
-
-    tokio_postgres::types::to_sql_checked!();
-}
+crate::bulk::copy_as_inner!(Id, uuid::Uuid);

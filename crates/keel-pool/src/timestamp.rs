@@ -129,20 +129,4 @@ impl FromSql<UtcTimestamp, Sqlite> for Timestamp {
     }
 }
 
-/// For binary `COPY` ([`bulk::insert`](crate::bulk::insert)): encoded as the wrapped
-/// `DateTime<Utc>`, so it takes whatever column type that does.
-impl tokio_postgres::types::ToSql for Timestamp {
-    fn to_sql(
-        &self,
-        ty: &tokio_postgres::types::Type,
-        out: &mut bytes::BytesMut,
-    ) -> Result<tokio_postgres::types::IsNull, Box<dyn std::error::Error + Sync + Send>> {
-        tokio_postgres::types::ToSql::to_sql(&self.0, ty, out)
-    }
-
-    fn accepts(ty: &tokio_postgres::types::Type) -> bool {
-        <DateTime<Utc> as tokio_postgres::types::ToSql>::accepts(ty)
-    }
-
-    tokio_postgres::types::to_sql_checked!();
-}
+crate::bulk::copy_as_inner!(Timestamp, DateTime<Utc>);

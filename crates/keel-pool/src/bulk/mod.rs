@@ -175,6 +175,30 @@ pub trait BulkRow: Clone + Send + Sync + 'static {
     -> QueryResult<usize>;
 }
 
+/// Implements tokio-postgres's `ToSql` for a newtype by its wrapped value, for binary `COPY`:
+/// it takes whatever column types the inner type does.
+macro_rules! copy_as_inner {
+    ($outer:ty, $inner:ty) => {
+        #[doc = concat!("For binary `COPY` ([`bulk::insert`](crate::bulk::insert)): encoded as the wrapped `", stringify!($inner), "`.")]
+        impl tokio_postgres::types::ToSql for $outer {
+            fn to_sql(
+                &self,
+                ty: &tokio_postgres::types::Type,
+                out: &mut bytes::BytesMut,
+            ) -> Result<tokio_postgres::types::IsNull, Box<dyn std::error::Error + Sync + Send>> {
+                tokio_postgres::types::ToSql::to_sql(&self.0, ty, out)
+            }
+
+            fn accepts(ty: &tokio_postgres::types::Type) -> bool {
+                <$inner as tokio_postgres::types::ToSql>::accepts(ty)
+            }
+
+            tokio_postgres::types::to_sql_checked!();
+        }
+    };
+}
+pub(crate) use copy_as_inner;
+
 /// What `#[derive(BulkRow)]` expands to needs: not part of the API.
 #[doc(hidden)]
 pub mod __private {
