@@ -399,3 +399,35 @@ async fn stats_health_and_close() {
     })
     .await;
 }
+
+/// A full pool is reported once: the transaction does not wait out a second acquire timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_exhausted_pool_is_not_retried_inside_a_transaction() {
+    for_each_backend(&MIGRATIONS, |pool| async move {
+        let url = pool.config().url().expose_secret().to_owned();
+        let small =
+            Pool::connect(Config::new(&url).unwrap().max_size(1).acquire_timeout(Duration::from_millis(200)))
+                .await
+                .unwrap();
+        let held = small.get().await.unwrap();
+        let attempts = AtomicUsize::new(0);
+        let err = small
+            .transaction(|conn| {
+                let attempts = &attempts;
+                async move {
+                    attempts.fetch_add(1, SeqCst);
+                    add_user(conn, "never@example.com").await
+                }
+                .scope_boxed()
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::AcquireTimeout, "{err}");
+        assert_eq!(AtomicUsize::load(&attempts, SeqCst), 0, "the body never ran");
+        let stats = small.stats();
+        assert_eq!(stats.acquire_timeouts, 1, "{stats:?}");
+        assert!(stats.retries.is_empty(), "{stats:?}");
+        drop(held);
+    })
+    .await;
+}

@@ -70,7 +70,7 @@ use diesel_async::{AnsiTransactionManager, SimpleAsyncConnection as _, Transacti
 use scoped_futures::ScopedBoxFuture;
 
 use crate::conn::Conn;
-use crate::error::Error;
+use crate::error::{Error, ErrorKind};
 use crate::pool::Pool;
 use crate::retry::RetryPolicy;
 use crate::url::Backend;
@@ -234,7 +234,13 @@ impl Pool {
                 Ok(value) => return Ok(value),
                 Err(err) => err,
             };
-            let Some(kind) = err.as_keel_error().map(Error::kind).filter(|k| k.is_transient()) else {
+            // A full pool is not retried here: the wait was the acquire timeout already, and
+            // another one only doubles what the caller waits for the same answer.
+            let Some(kind) = err
+                .as_keel_error()
+                .map(Error::kind)
+                .filter(|k| k.is_transient() && *k != ErrorKind::AcquireTimeout)
+            else {
                 return Err(err);
             };
             let Some(backoff) = policy.backoff(attempt, started.elapsed()) else {
