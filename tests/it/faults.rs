@@ -13,7 +13,7 @@ use keel_schema::MIGRATIONS;
 use keel_test::for_each_backend;
 use rand::Rng;
 
-#[derive(diesel::QueryableByName)]
+#[derive(Debug, diesel::QueryableByName)]
 struct V {
     #[diesel(sql_type = BigInt)]
     v: i64,
@@ -290,4 +290,41 @@ async fn serial_too_many_connections_is_classified_and_transient() {
 fn uuid_tail() -> String {
     let s = keel_schema::Id::new().to_string().replace('-', "");
     s[s.len() - 10..].to_owned()
+}
+
+/// A connection-level error seen through `with_conn!` (outside any transaction) makes the
+/// pool ping its other idle connections before handing them out, as a transaction's does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_connection_seen_by_with_conn_makes_idle_ones_suspect() {
+    for_each_backend(&MIGRATIONS, |pool| async move {
+        if pool.backend() == Backend::Sqlite {
+            return; // no server session to lose
+        }
+        let lazy = keel_test::pool_with(&pool, |c| {
+            c.max_size(2).ping_idle_after(Duration::from_secs(3600)).read_connections(0)
+        })
+        .await;
+        let (mut a, b) = (lazy.get().await.unwrap(), lazy.get().await.unwrap());
+        drop(b);
+        let side = keel_test::side_pool(&pool).await;
+        keel_test::terminate(&side, a.server_id().expect("a server session")).await;
+        let lost = with_conn!(&mut a, |c| diesel::sql_query("SELECT COUNT(*) AS v FROM users")
+            .get_result::<V>(c)
+            .await);
+        let kind = lost.expect_err("the session was ended").kind();
+        assert!(
+            matches!(kind, keel_pool::ErrorKind::ConnectionLost | keel_pool::ErrorKind::ServerShutdown),
+            "{kind:?}"
+        );
+        drop(a);
+        let pings = lazy.stats().pings;
+        let mut c = lazy.get().await.unwrap();
+        let v = with_conn!(&mut c, |c| diesel::sql_query("SELECT COUNT(*) AS v FROM users")
+            .get_result::<V>(c)
+            .await)
+        .unwrap();
+        assert_eq!(v.v, 0);
+        assert_eq!(lazy.stats().pings, pings + 1, "the idle connection was pinged first");
+    })
+    .await;
 }

@@ -440,3 +440,27 @@ async fn concurrent_transfers_keep_the_books_balanced() {
     })
     .await;
 }
+
+/// Unique text compares byte-exactly on every backend: an email or a transfer key that differs
+/// only by a trailing space is another one (MariaDB's PAD SPACE collations made them equal).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn trailing_spaces_make_different_unique_values_everywhere() {
+    for_each_backend(&MIGRATIONS, |pool| async move {
+        let repo = Repo::new(pool.clone());
+        let plain = repo.create_user(&user("Pad", "pad@example.com")).await.unwrap();
+        let spaced = repo.create_user(&user("Pad", "pad@example.com ")).await.unwrap();
+        assert_ne!(plain.id, spaced.id);
+        assert_eq!(
+            kind(repo.create_user(&user("Pad", "pad@example.com ")).await),
+            ErrorKind::UniqueViolation
+        );
+
+        let a = repo.create_account(plain.id, 1_000).await.unwrap();
+        let b = repo.create_account(spaced.id, 0).await.unwrap();
+        assert!(repo.transfer(a.id, b.id, 100, "pad-key").await.unwrap().applied_now);
+        assert!(repo.transfer(a.id, b.id, 100, "pad-key ").await.unwrap().applied_now, "another key");
+        assert!(!repo.transfer(a.id, b.id, 100, "pad-key ").await.unwrap().applied_now, "the same key");
+        assert_eq!(repo.get_account(b.id).await.unwrap().balance_cents, 200);
+    })
+    .await;
+}

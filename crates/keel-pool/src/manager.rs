@@ -154,8 +154,11 @@ impl<C: BackendConn> bb8::ManageConnection for KeelManager<C> {
         let shared = Arc::clone(&self.shared);
         async move {
             let result = Self::open(&shared).await;
-            if let Err(e) = &result {
-                shared.note_connect_error(e.to_string());
+            match &result {
+                Err(e) => shared.note_connect_error(e.to_string()),
+                // The server is reachable again: an acquire timeout from now on means a busy
+                // pool, not an outage.
+                Ok(_) => shared.clear_connect_error(),
             }
             result
         }
@@ -185,6 +188,12 @@ impl<C: BackendConn> bb8::ManageConnection for KeelManager<C> {
         // and drops orphaned ones, and SQLite's blocking task finishes on its own, so only
         // MySQL connections are closed for it.
         let dropped_mid_query = C::BACKEND == Backend::Mysql && conn.in_flight.load(Relaxed) != 0;
+        if conn.broken {
+            // A connection-level error (seen by with_conn!, a transaction, or anything else
+            // that called Conn::observe): the server may have dropped its other sessions too,
+            // so every idle one is pinged before it is handed out again.
+            self.shared.suspect_all();
+        }
         conn.broken || dropped_mid_query || conn.conn.is_broken()
     }
 }

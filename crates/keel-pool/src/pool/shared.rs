@@ -61,6 +61,14 @@ impl Shared {
         }
     }
 
+    pub(crate) fn clear_connect_error(&self) {
+        if let Ok(mut slot) = self.last_connect_error.lock()
+            && slot.is_some()
+        {
+            *slot = None;
+        }
+    }
+
     pub(crate) fn last_connect_error(&self) -> Option<String> {
         self.last_connect_error.lock().ok().and_then(|s| s.clone())
     }

@@ -70,7 +70,7 @@ use diesel_async::{AnsiTransactionManager, SimpleAsyncConnection as _, Transacti
 use scoped_futures::ScopedBoxFuture;
 
 use crate::conn::Conn;
-use crate::error::{Error, ErrorKind};
+use crate::error::Error;
 use crate::pool::Pool;
 use crate::retry::RetryPolicy;
 use crate::url::Backend;
@@ -234,13 +234,7 @@ impl Pool {
                 Ok(value) => return Ok(value),
                 Err(err) => err,
             };
-            // A full pool is not retried here: the wait was the acquire timeout already, and
-            // another one only doubles what the caller waits for the same answer.
-            let Some(kind) = err
-                .as_keel_error()
-                .map(Error::kind)
-                .filter(|k| k.is_transient() && *k != ErrorKind::AcquireTimeout)
-            else {
+            let Some(kind) = err.as_keel_error().filter(|e| retried(e)).map(Error::kind) else {
                 return Err(err);
             };
             let Some(backoff) = policy.backoff(attempt, started.elapsed()) else {
@@ -318,6 +312,18 @@ impl Pool {
 
 /// A failure seen on `conn`: after a connection-level error the connection is closed and the
 /// pool's other connections are pinged before reuse.
+/// Whether a transaction that failed with `err` runs again: transient failures, except a
+/// busy pool — an acquire timeout while the server is reachable. Waiting was the acquire timeout
+/// already, and another one only doubles what the caller waits for the same answer. An acquire
+/// timeout while connections cannot be opened (the server restarting) is retried: the pool
+/// reconnects when the server is back.
+fn retried(err: &Error) -> bool {
+    match err {
+        Error::AcquireTimeout { last_connect_error, .. } => last_connect_error.is_some(),
+        other => other.kind().is_transient(),
+    }
+}
+
 fn note_failure(shared: &crate::pool::shared::Shared, conn: &mut Conn, err: &Error) {
     shared.observe(err);
     conn.observe(err);
