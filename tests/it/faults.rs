@@ -328,3 +328,40 @@ async fn a_lost_connection_seen_by_with_conn_makes_idle_ones_suspect() {
     })
     .await;
 }
+
+/// A dropped query leaves no start behind in the instrumentation: the next query on the same
+/// connection is timed from its own start, so it is not reported as slow.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dropped_query_does_not_make_the_next_one_look_slow() {
+    for_each_backend(&MIGRATIONS, |pool| async move {
+        if pool.backend() != Backend::Postgres {
+            return; // MySQL closes such a connection; SQLite's finish arrives by itself
+        }
+        let one = keel_test::pool_with(&pool, |c| {
+            c.max_size(1).read_connections(0).slow_query_threshold(Some(Duration::from_millis(300)))
+        })
+        .await;
+        let mut conn = one.get().await.unwrap();
+        let dropped = tokio::time::timeout(Duration::from_millis(50), async {
+            with_conn!(&mut conn, |c| diesel::sql_query("SELECT pg_sleep(0.6)").execute(c).await)
+        })
+        .await;
+        assert!(dropped.is_err(), "the sleep was cut short by the timeout");
+        drop(conn);
+        tokio::time::sleep(Duration::from_millis(900)).await;
+        let before = one.stats();
+        let mut conn = one.get().await.unwrap();
+        let v = with_conn!(&mut conn, |c| diesel::sql_query("SELECT COUNT(*) AS v FROM users")
+            .get_result::<V>(c)
+            .await)
+        .unwrap();
+        assert_eq!(v.v, 0);
+        let after = one.stats();
+        assert_eq!(after.queries, before.queries + 1, "{after:?}");
+        assert_eq!(
+            after.slow_queries, before.slow_queries,
+            "the count was timed from the sleep's start: {after:?}"
+        );
+    })
+    .await;
+}

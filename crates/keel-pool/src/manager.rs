@@ -188,6 +188,12 @@ impl<C: BackendConn> bb8::ManageConnection for KeelManager<C> {
         // and drops orphaned ones, and SQLite's blocking task finishes on its own, so only
         // MySQL connections are closed for it.
         let dropped_mid_query = C::BACKEND == Backend::Mysql && conn.in_flight.load(Relaxed) != 0;
+        if C::BACKEND == Backend::Postgres {
+            // A dropped PostgreSQL query never reports its finish: forget it, so the next
+            // query is timed from its own start (see QueryTimer). Not SQLite: its blocking task
+            // runs on and reports the finish itself.
+            conn.in_flight.store(0, Relaxed);
+        }
         if conn.broken {
             // A connection-level error (seen by with_conn!, a transaction, or anything else
             // that called Conn::observe): the server may have dropped its other sessions too,
@@ -223,7 +229,13 @@ impl Instrumentation for QueryTimer {
     fn on_connection_event(&mut self, event: InstrumentationEvent<'_>) {
         match event {
             InstrumentationEvent::StartQuery { .. } => {
-                self.in_flight.fetch_add(1, Relaxed);
+                // Nothing in flight, yet starts queued: they belong to query futures that were
+                // dropped (no finish event ever comes for them; `has_broken` zeroed the count
+                // when the connection came back). Timing the next finish from them would
+                // report innocent queries as slow.
+                if self.in_flight.fetch_add(1, Relaxed) == 0 {
+                    self.started.clear();
+                }
                 self.started.push_back(Instant::now())
             }
             InstrumentationEvent::FinishQuery { query, error, .. } => {
