@@ -69,11 +69,14 @@ impl Conn {
 
 impl Conn {
     /// Notes an error seen on this connection: after a connection-level error (lost, server
-    /// shutting down) the pool closes the connection instead of reusing it. [`with_conn!`](crate::with_conn)
-    /// and transactions call this; call it yourself when you run queries another way.
+    /// shutting down) the pool closes the connection instead of reusing it, and pings its other
+    /// idle connections before handing them out. [`with_conn!`](crate::with_conn) and
+    /// transactions call this; call it yourself when you run queries another way.
     pub fn observe(&mut self, err: &crate::Error) {
-        if crate::manager::breaks_connection(err.kind()) {
-            self.mark_broken();
+        match self {
+            Conn::Postgres(c) => c.observe(err),
+            Conn::Mysql(c) => c.observe(err),
+            Conn::Sqlite(c) => c.observe(err),
         }
     }
 

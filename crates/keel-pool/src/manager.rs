@@ -36,6 +36,8 @@ pub struct Managed<C> {
     /// Set when a connection-level error was seen on this connection: diesel-async's MySQL
     /// connection does not notice a closed socket by itself, so it would come back "healthy".
     broken: bool,
+    /// The pool's state, told when this connection is lost (the others become suspect).
+    shared: Arc<Shared>,
 }
 
 impl<C> Managed<C> {
@@ -53,6 +55,16 @@ impl<C> Managed<C> {
     /// Marks the connection unusable: the pool closes it instead of handing it out again.
     pub fn mark_broken(&mut self) {
         self.broken = true;
+    }
+
+    /// Notes an error seen on this connection: a connection-level one (lost, server shutting
+    /// down) closes it when it comes back and makes the pool's other idle connections suspect
+    /// (the server may have dropped them too), so they are pinged before they are handed out.
+    pub(crate) fn observe(&mut self, err: &Error) {
+        if breaks_connection(err.kind()) {
+            self.broken = true;
+            self.shared.observe(err);
+        }
     }
 }
 
@@ -142,7 +154,15 @@ impl<C: BackendConn> KeelManager<C> {
         });
         static NEXT_LOCAL_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
         let local_id = NEXT_LOCAL_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        Ok(Managed { conn, last_used: Instant::now(), server_id, local_id, in_flight, broken: false })
+        Ok(Managed {
+            conn,
+            last_used: Instant::now(),
+            server_id,
+            local_id,
+            in_flight,
+            broken: false,
+            shared: Arc::clone(shared),
+        })
     }
 }
 
@@ -193,12 +213,6 @@ impl<C: BackendConn> bb8::ManageConnection for KeelManager<C> {
             // query is timed from its own start (see QueryTimer). Not SQLite: its blocking task
             // runs on and reports the finish itself.
             conn.in_flight.store(0, Relaxed);
-        }
-        if conn.broken {
-            // A connection-level error (seen by with_conn!, a transaction, or anything else
-            // that called Conn::observe): the server may have dropped its other sessions too,
-            // so every idle one is pinged before it is handed out again.
-            self.shared.suspect_all();
         }
         conn.broken || dropped_mid_query || conn.conn.is_broken()
     }

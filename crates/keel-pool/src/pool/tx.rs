@@ -273,7 +273,7 @@ impl Pool {
         let begun = begin(&mut conn, before, begin_sql).await;
         if let Err(e) = begun {
             let err = crate::classify(backend, e);
-            note_failure(shared, &mut conn, &err);
+            conn.observe(&err);
             reset_session(&mut conn, options).await;
             return Err(err.into());
         }
@@ -286,7 +286,7 @@ impl Pool {
                     Ok(()) => Ok(value),
                     Err(e) => {
                         let err = crate::classify(backend, e);
-                        note_failure(shared, &mut conn, &err);
+                        conn.observe(&err);
                         let lost = crate::manager::breaks_connection(err.kind());
                         if lost && !options.idempotent {
                             shared.counters.commits_unknown.fetch_add(1, Relaxed);
@@ -302,7 +302,7 @@ impl Pool {
                 let _: diesel::QueryResult<()> = crate::with_conn_raw!(&mut conn, |c| rollback(c).await);
                 reset_session(&mut conn, options).await;
                 if let Some(e) = err.as_keel_error() {
-                    note_failure(shared, &mut conn, e);
+                    conn.observe(e);
                 }
                 Err(err)
             }
@@ -322,11 +322,6 @@ fn retried(err: &Error) -> bool {
         Error::AcquireTimeout { last_connect_error, .. } => last_connect_error.is_some(),
         other => other.kind().is_transient(),
     }
-}
-
-fn note_failure(shared: &crate::pool::shared::Shared, conn: &mut Conn, err: &Error) {
-    shared.observe(err);
-    conn.observe(err);
 }
 
 /// Runs `before` (if any) and the `BEGIN` statement through the connection's transaction
