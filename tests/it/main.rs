@@ -5,6 +5,7 @@
 //! server: `cargo xtask test` runs them after everything else, one at a time.
 
 mod bulk;
+mod cancel;
 mod contention;
 mod errors;
 mod faults;

@@ -170,6 +170,16 @@ impl AppState {
     }
 }
 
+/// The server-side statement timeout `serve` runs with: the configured one
+/// (`KEEL_STATEMENT_TIMEOUT_MS`), else just above the request timeout — a statement the request
+/// no longer waits for is stopped by the server even if the client-side cancel never arrives.
+pub fn with_statement_timeout(config: Config, request_timeout: Duration) -> Config {
+    match config.statement_timeout_limit() {
+        Some(_) => config,
+        None => config.statement_timeout(Some(request_timeout + Duration::from_secs(1))),
+    }
+}
+
 /// Serves the HTTP API until `shutdown` resolves (with the name of what stopped it, e.g.
 /// [`shutdown_signal`]'s `"SIGTERM"`), then drains and closes; see the module docs.
 pub async fn run(
@@ -178,6 +188,7 @@ pub async fn run(
     shutdown: impl Future<Output = &'static str> + Send + 'static,
 ) -> Result<()> {
     let url = config.url().to_string();
+    let config = with_statement_timeout(config, args.settings().request_timeout);
     let pool = Pool::connect(config).await.with_context(|| format!("opening {url}"))?;
     if !args.skip_migrations {
         for version in pool.migrate(&keel_schema::MIGRATIONS).await.context("running migrations")? {

@@ -20,6 +20,7 @@
 //! | [`statement_timeout`](Config::statement_timeout) | `KEEL_STATEMENT_TIMEOUT_MS` | none (0 = none) |
 //! | [`slow_query_threshold`](Config::slow_query_threshold) | `KEEL_SLOW_QUERY_MS` | 1000 ms (0 = off) |
 //! | [`read_connections`](Config::read_connections) | `KEEL_PG_READ_CONNECTIONS` | PostgreSQL: max_size / 4, at least 1 (0 = off) |
+//! | [`read_stall_after`](Config::read_stall_after) | `KEEL_READ_STALL_AFTER_MS` | 5 ms |
 //! | [`migration_lock_timeout`](Config::migration_lock_timeout) | `KEEL_MIGRATION_LOCK_TIMEOUT_MS` | 60 000 ms |
 //! | [`ssl_mode`](Config::ssl_mode) | `KEEL_SSL_MODE` | URL `sslmode` / `ssl-mode`, else `prefer` (see [`tls`](crate::tls)) |
 //! | [`ssl_root_cert`](Config::ssl_root_cert) | `KEEL_SSL_ROOT_CERT` | URL `sslrootcert` / `ssl-ca`, else the system store |
@@ -69,6 +70,7 @@ pub struct Config {
     pub(crate) slow_query_threshold: Option<Duration>,
     pub(crate) retry: crate::RetryPolicy,
     pub(crate) read_connections: Option<u32>,
+    pub(crate) read_stall_after: Duration,
     pub(crate) migration_lock_timeout: Duration,
     pub(crate) tls: TlsConfig,
     pub(crate) tcp_keepalive: Option<Duration>,
@@ -100,6 +102,7 @@ impl Config {
             slow_query_threshold: Some(Duration::from_secs(1)),
             retry: crate::RetryPolicy::default(),
             read_connections: None,
+            read_stall_after: Duration::from_millis(5),
             migration_lock_timeout: crate::pool::migrate::LOCK_TIMEOUT,
         })
     }
@@ -156,6 +159,9 @@ impl Config {
         }
         if let Some(v) = env_parse::<u32>("KEEL_PG_READ_CONNECTIONS")? {
             self = self.read_connections(v);
+        }
+        if let Some(v) = env_parse::<u64>("KEEL_READ_STALL_AFTER_MS")? {
+            self = self.read_stall_after(Duration::from_millis(v));
         }
         if let Some(v) = env_parse::<u64>("KEEL_MIGRATION_LOCK_TIMEOUT_MS")? {
             self = self.migration_lock_timeout(Duration::from_millis(v));
@@ -259,6 +265,11 @@ impl Config {
         self
     }
 
+    /// The server-side statement limit set by [`statement_timeout`](Config::statement_timeout).
+    pub fn statement_timeout_limit(&self) -> Option<Duration> {
+        self.statement_timeout
+    }
+
     /// Queries slower than this are logged at WARN on target `keel::query` (default 1 s).
     pub fn slow_query_threshold(mut self, d: Option<Duration>) -> Self {
         self.slow_query_threshold = d;
@@ -333,6 +344,15 @@ impl Config {
     /// other backends (MySQL's protocol cannot pipeline). Env `KEEL_PG_READ_CONNECTIONS`.
     pub fn read_connections(mut self, n: u32) -> Self {
         self.read_connections = Some(n);
+        self
+    }
+
+    /// PostgreSQL: a shared read session whose oldest read in flight has had no reply for
+    /// this long (a read waiting for a lock, a long scan) takes no new reads: they go to
+    /// another shared session or a pooled connection instead of queueing behind it (default
+    /// 5 ms). Env `KEEL_READ_STALL_AFTER_MS`.
+    pub fn read_stall_after(mut self, d: Duration) -> Self {
+        self.read_stall_after = d;
         self
     }
 

@@ -1,19 +1,99 @@
 //! [`Conn`]: a pooled connection to whichever backend the URL chose, and the macros that run
 //! one diesel query body on it.
 
-use crate::manager::KeelManager;
+use std::sync::Arc;
+
+use crate::manager::{BackendConn, KeelManager, Managed};
+use crate::pool::cancel::Scope;
 use crate::url::Backend;
 
 /// The PostgreSQL connection type (diesel-async over tokio-postgres).
 pub type PgConnection = diesel_async::AsyncPgConnection;
 /// The MySQL/MariaDB connection type (diesel-async over mysql_async).
 pub type MysqlConnection = diesel_async::AsyncMysqlConnection;
-/// The SQLite connection type: diesel's synchronous connection run on tokio's blocking pool.
-pub type SqliteConnection =
-    diesel_async::sync_connection_wrapper::SyncConnectionWrapper<diesel::SqliteConnection>;
+/// The SQLite connection type: diesel's synchronous connection run on tokio's blocking pool,
+/// its jobs counted by keel (see [`blocking`](crate::blocking)).
+pub type SqliteConnection = diesel_async::sync_connection_wrapper::SyncConnectionWrapper<
+    diesel::SqliteConnection,
+    crate::blocking::KeelBlocking,
+>;
 
-/// bb8's checked-out connection with keel's manager.
-pub type Pooled<C> = bb8::PooledConnection<'static, KeelManager<C>>;
+/// A checked-out connection of type `C` (see [`Checkout`]).
+pub type Pooled<C> = Checkout<C>;
+
+/// A connection checked out of the pool, with the drop guard that makes abandoning it cheap.
+///
+/// Dereferences to the [`Managed`] connection. When it is dropped clean (nothing in flight, no
+/// transaction open) it goes straight back to the pool. When it is dropped dirty — its query
+/// future was dropped mid-flight, a transaction was left open, or keel stopped its statement —
+/// a task takes it over: on PostgreSQL it asks the server to stop the statement
+/// (`pg_cancel_backend`), rolls back, absorbs a late cancel and returns the connection clean; on
+/// MySQL a query dropped mid-protocol leaves unread replies on the socket, so the statement is
+/// stopped (`KILL QUERY`) and the connection closed (keel's own operations never get there:
+/// they run where they cannot be dropped mid-query, see [`Pool::detached`](crate::Pool::detached));
+/// on SQLite the task waits for the blocking job to finish before the connection is looked at.
+/// Its pool slot stays taken until then, so the pool never opens a connection to replace it.
+pub struct Checkout<C: BackendConn> {
+    /// `None` only inside `drop`.
+    conn: Option<bb8::PooledConnection<'static, KeelManager<C>>>,
+    /// The pool's place in line: released with the connection (see [`Pool::get`](crate::Pool::get)).
+    permit: Option<tokio::sync::OwnedSemaphorePermit>,
+    /// The detached operation this checkout belongs to, if any.
+    scope: Option<Arc<Scope>>,
+}
+
+impl<C: BackendConn> Checkout<C> {
+    pub(crate) fn new(
+        conn: bb8::PooledConnection<'static, KeelManager<C>>,
+        permit: Option<tokio::sync::OwnedSemaphorePermit>,
+        scope: Option<Arc<Scope>>,
+    ) -> Self {
+        if let Some(scope) = &scope {
+            scope.enter(conn.local_id(), conn.server_id());
+        }
+        Checkout { conn: Some(conn), permit, scope }
+    }
+}
+
+impl<C: BackendConn> std::ops::Deref for Checkout<C> {
+    type Target = Managed<C>;
+    fn deref(&self) -> &Managed<C> {
+        match &self.conn {
+            Some(c) => c,
+            None => unreachable!("a checkout is emptied only by its own drop"),
+        }
+    }
+}
+
+impl<C: BackendConn> std::ops::DerefMut for Checkout<C> {
+    fn deref_mut(&mut self) -> &mut Managed<C> {
+        match &mut self.conn {
+            Some(c) => c,
+            None => unreachable!("a checkout is emptied only by its own drop"),
+        }
+    }
+}
+
+impl<C: BackendConn> Drop for Checkout<C> {
+    fn drop(&mut self) {
+        let Some(mut conn) = self.conn.take() else { return };
+        let stopped = self.scope.take().and_then(|scope| scope.leave(conn.local_id()));
+        if stopped.is_none() && !conn.dirty() {
+            return; // back to the pool
+        }
+        let permit = self.permit.take();
+        match tokio::runtime::Handle::try_current() {
+            Ok(rt) => {
+                rt.spawn(async move {
+                    crate::pool::cancel::recover(&mut conn, stopped).await;
+                    drop(conn);
+                    drop(permit);
+                });
+            }
+            Err(_) => conn.mark_broken(),
+        }
+    }
+}
 
 /// A connection checked out of a [`Pool`](crate::Pool); it goes back when dropped.
 ///

@@ -346,11 +346,13 @@ pub(crate) fn sqlite_blocking(config: &Config) -> Result<diesel::SqliteConnectio
 }
 
 /// Opens a SQLite connection for async use.
-pub(crate) async fn sqlite(config: &Config) -> Result<SqliteConnection, Error> {
+pub(crate) async fn sqlite(
+    config: &Config,
+) -> Result<(SqliteConnection, std::sync::Arc<crate::blocking::Busy>), Error> {
     let cfg = config.clone();
     let timeout: Duration = config.connect_timeout.max(config.sqlite_busy_timeout);
     match tokio::time::timeout(timeout, tokio::task::spawn_blocking(move || sqlite_blocking(&cfg))).await {
-        Ok(Ok(result)) => result.map(SqliteConnection::new),
+        Ok(Ok(result)) => result.map(crate::blocking::wrap),
         Ok(Err(join)) => Err(connect_error(config, &format!("the connecting thread failed: {join}"))),
         Err(_) => Err(connect_error(config, &format!("timed out after {}ms", timeout.as_millis()))),
     }

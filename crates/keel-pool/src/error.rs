@@ -57,6 +57,9 @@ pub enum ErrorKind {
     CommitOutcomeUnknown,
     /// A migration failed.
     Migration,
+    /// The caller went away (its future was dropped) and keel stopped the operation: seen only
+    /// by work keel finishes on the caller's behalf, never by the caller.
+    Cancelled,
     /// Any other database error.
     Database,
 }
@@ -77,6 +80,7 @@ impl ErrorKind {
             ErrorKind::Deadlock => "deadlock",
             ErrorKind::LockTimeout => "lock_timeout",
             ErrorKind::StatementTimeout => "statement_timeout",
+            ErrorKind::Cancelled => "cancelled",
             ErrorKind::UniqueViolation => "unique_violation",
             ErrorKind::ForeignKeyViolation => "foreign_key_violation",
             ErrorKind::CheckViolation => "check_violation",
@@ -156,6 +160,11 @@ pub enum Error {
     /// The pool has been closed.
     #[error("the connection pool is closed")]
     PoolClosed,
+
+    /// The operation's caller went away and keel stopped the operation (see
+    /// [`Pool::detached`](crate::Pool::detached)).
+    #[error("the operation was cancelled: its caller went away")]
+    Cancelled,
 
     /// The database reported an error (or the connection failed mid-query).
     #[error("{backend} {}: {message}", kind.as_str().replace('_', " "))]
@@ -239,6 +248,7 @@ impl Error {
             Error::Connect { kind, .. } => *kind,
             Error::AcquireTimeout { .. } => ErrorKind::AcquireTimeout,
             Error::PoolClosed => ErrorKind::PoolClosed,
+            Error::Cancelled => ErrorKind::Cancelled,
             Error::Database { kind, .. } => *kind,
             Error::NotFound { .. } => ErrorKind::NotFound,
             Error::InvalidInput { .. } => ErrorKind::InvalidInput,

@@ -12,13 +12,15 @@
 //! - [`tls`]: [`SslMode`], [`TlsConfig`]: TLS on PostgreSQL and MySQL (rustls), from the URL or `Config`.
 //! - [`url`]: [`DatabaseUrl`] (never shows a password), [`SqliteTarget`], the [`Backend`] it picks.
 //! - [`error`]: [`Error`] and its portable classification, [`ErrorKind`].
+//! - [`blocking`]: how SQLite connections run their blocking work, counted so a busy one is never asked.
 //! - [`bulk`]: [`bulk::insert`], loading many rows of any [`BulkRow`] table (`COPY` on PostgreSQL).
 //! - [`classify`](mod@classify): the driver codes and message tables behind [`classify()`].
 //! - [`conn`]: [`Conn`] and the connection types; the [`with_conn!`] and [`with_conn_raw!`] macros.
 //! - [`manager`]: the bb8 manager: opens connections, pings stale ones, times queries.
 //! - [`migrations`]: [`Migrations`], a migration set per backend as a value, from [`embed_migrations!`].
 //! - [`pool`]: the [`Pool`] type (connect, check out, state, health, stats, close); its concerns:
-//!   - [`run`](pool::run): [`Pool::run`], queries that can be abandoned without losing the connection.
+//!   - [`cancel`](pool::cancel): [`Pool::detached`], cancellation that frees the server on every backend.
+//!   - [`run`](pool::run): [`Pool::run`], one body on one connection that can be abandoned.
 //!   - [`tx`](pool::tx): [`Pool::transaction`], [`TxOptions`], [`Isolation`], [`TxError`].
 //!   - [`readers`](pool::readers): [`Reader`], [`with_read!`]: pipelined reads on shared sessions.
 //!   - [`migrate`](pool::migrate): [`Pool::migrate`], [`MigrationStatus`]: applying a [`Migrations`] set.
@@ -41,6 +43,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod blocking;
 pub mod bulk;
 pub mod classify;
 pub mod config;

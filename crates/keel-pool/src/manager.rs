@@ -17,6 +17,7 @@ use diesel::connection::{Instrumentation, InstrumentationEvent};
 use diesel_async::pooled_connection::PoolableConnection;
 use diesel_async::{AsyncConnection, SimpleAsyncConnection as _};
 
+use crate::blocking::Busy;
 use crate::config::Config;
 use crate::conn::{MysqlConnection, PgConnection, SqliteConnection};
 use crate::error::{Error, ErrorKind};
@@ -38,6 +39,8 @@ pub struct Managed<C> {
     broken: bool,
     /// The pool's state, told when this connection is lost (the others become suspect).
     shared: Arc<Shared>,
+    /// SQLite: the blocking jobs running on this connection.
+    busy: Option<Arc<Busy>>,
 }
 
 impl<C> Managed<C> {
@@ -57,6 +60,26 @@ impl<C> Managed<C> {
         self.broken = true;
     }
 
+    pub(crate) fn shared(&self) -> &Arc<Shared> {
+        &self.shared
+    }
+
+    /// Queries started on this connection and not finished.
+    pub(crate) fn in_flight(&self) -> u64 {
+        self.in_flight.load(Relaxed)
+    }
+
+    /// Forgets queries whose futures were dropped, so the next query is timed from its own
+    /// start (shared read sessions, after their abandoned reads were stopped).
+    pub(crate) fn forget_in_flight(&self) {
+        self.in_flight.store(0, Relaxed);
+    }
+
+    /// The count of blocking jobs running on this connection (SQLite).
+    pub(crate) fn busy(&self) -> Option<Arc<Busy>> {
+        self.busy.clone()
+    }
+
     /// Notes an error seen on this connection: a connection-level one (lost, server shutting
     /// down) closes it when it comes back and makes the pool's other idle connections suspect
     /// (the server may have dropped them too), so they are pinged before they are handed out.
@@ -65,6 +88,36 @@ impl<C> Managed<C> {
             self.broken = true;
             self.shared.observe(err);
         }
+    }
+}
+
+impl<C: BackendConn> Managed<C> {
+    /// True when the connection cannot go straight back to the pool: a query or blocking job
+    /// was left running (its future dropped), or a transaction was left open. Never asks a busy
+    /// SQLite connection anything (that can panic inside diesel-async).
+    pub(crate) fn dirty(&mut self) -> bool {
+        if self.broken {
+            return false; // closed when it comes back, whatever its state
+        }
+        if self.busy.as_ref().is_some_and(|b| b.is_busy()) {
+            return true;
+        }
+        self.in_flight.load(Relaxed) != 0 || self.in_transaction()
+    }
+
+    /// A transaction is open, or diesel-async's transaction manager is mid-statement or in
+    /// error (a transaction future was dropped). Call only on an idle connection.
+    pub(crate) fn in_transaction(&mut self) -> bool {
+        <C::TransactionManager as diesel_async::TransactionManager<C>>::is_broken_transaction_manager(
+            &mut self.conn,
+        )
+    }
+
+    /// After a dirty connection was made clean by [`recover`](crate::pool::cancel::recover):
+    /// no transaction, nothing in flight, timings start afresh.
+    pub(crate) fn reset_after_cancel(&mut self) {
+        self.conn.reset_transaction_state();
+        self.in_flight.store(0, Relaxed);
     }
 }
 
@@ -91,40 +144,70 @@ impl<C> std::ops::DerefMut for Managed<C> {
 pub trait BackendConn: AsyncConnection + PoolableConnection + Send + 'static {
     /// The backend this connection type talks to.
     const BACKEND: Backend;
-    /// Opens a connection with keel's session settings; returns it with its server-side id.
-    fn open(config: &Config) -> impl Future<Output = Result<(Self, Option<u64>), Error>> + Send;
+    /// A statement that does nothing, to absorb a stop signal that arrived late.
+    const NOOP: &'static str;
+    /// Opens a connection with keel's session settings; returns it with its server-side id and,
+    /// on SQLite, the count of its blocking jobs.
+    fn open(config: &Config) -> impl Future<Output = Result<Opened<Self>, Error>> + Send;
     /// A cheap round trip proving the session is alive.
     fn keepalive(&mut self) -> impl Future<Output = diesel::QueryResult<()>> + Send;
+    /// Forgets diesel-async's transaction state after keel rolled the session back itself.
+    fn reset_transaction_state(&mut self);
+}
+
+/// A connection just opened, with what keel tracks about it.
+pub struct Opened<C> {
+    conn: C,
+    server_id: Option<u64>,
+    busy: Option<Arc<Busy>>,
+}
+
+fn opened<C>((conn, server_id): (C, Option<u64>)) -> Opened<C> {
+    Opened { conn, server_id, busy: None }
 }
 
 impl BackendConn for PgConnection {
     const BACKEND: Backend = Backend::Postgres;
-    fn open(config: &Config) -> impl Future<Output = Result<(Self, Option<u64>), Error>> + Send {
-        crate::connect::pg(config)
+    const NOOP: &'static str = "SELECT 1";
+    async fn open(config: &Config) -> Result<Opened<Self>, Error> {
+        crate::connect::pg(config).await.map(opened)
     }
     fn keepalive(&mut self) -> impl Future<Output = diesel::QueryResult<()>> + Send {
         self.batch_execute("")
+    }
+    fn reset_transaction_state(&mut self) {
+        *self.transaction_state() = Default::default();
     }
 }
 
 impl BackendConn for MysqlConnection {
     const BACKEND: Backend = Backend::Mysql;
-    fn open(config: &Config) -> impl Future<Output = Result<(Self, Option<u64>), Error>> + Send {
-        crate::connect::mysql(config)
+    const NOOP: &'static str = "DO 1";
+    async fn open(config: &Config) -> Result<Opened<Self>, Error> {
+        crate::connect::mysql(config).await.map(opened)
     }
     fn keepalive(&mut self) -> impl Future<Output = diesel::QueryResult<()>> + Send {
         self.batch_execute("DO 1")
+    }
+    fn reset_transaction_state(&mut self) {
+        *self.transaction_state() = Default::default();
     }
 }
 
 impl BackendConn for SqliteConnection {
     const BACKEND: Backend = Backend::Sqlite;
-    async fn open(config: &Config) -> Result<(Self, Option<u64>), Error> {
-        crate::connect::sqlite(config).await.map(|c| (c, None))
+    const NOOP: &'static str = "SELECT 1";
+    async fn open(config: &Config) -> Result<Opened<Self>, Error> {
+        let (conn, busy) = crate::connect::sqlite(config).await?;
+        Ok(Opened { conn, server_id: None, busy: Some(busy) })
     }
     fn keepalive(&mut self) -> impl Future<Output = diesel::QueryResult<()>> + Send {
         // A local file does not go away between queries.
         std::future::ready(Ok(()))
+    }
+    fn reset_transaction_state(&mut self) {
+        // Called on an idle connection only (after `Busy::idle`): no job shares it.
+        *self.transaction_state() = Default::default();
     }
 }
 
@@ -144,7 +227,7 @@ impl<C> KeelManager<C> {
 impl<C: BackendConn> KeelManager<C> {
     /// Opens a connection and wraps it; also used for the pool's first connection.
     pub(crate) async fn open(shared: &Arc<Shared>) -> Result<Managed<C>, Error> {
-        let (mut conn, server_id) = C::open(&shared.config).await?;
+        let Opened { mut conn, server_id, busy } = C::open(&shared.config).await?;
         let in_flight = Arc::new(AtomicU64::new(0));
         conn.set_instrumentation(QueryTimer {
             backend: C::BACKEND,
@@ -162,6 +245,7 @@ impl<C: BackendConn> KeelManager<C> {
             in_flight,
             broken: false,
             shared: Arc::clone(shared),
+            busy,
         })
     }
 }

@@ -66,12 +66,23 @@ impl Repo {
     /// Inserts a job and returns the stored row. `foreign_key_violation` if the user does not
     /// exist; `invalid_input` for an empty or too long title or a negative salary.
     pub async fn create_job(&self, job: &NewJob) -> Result<Job> {
+        let job = job.clone();
+        let repo = self.clone();
+        self.pool.detached(async move { repo.create_job_now(&job).await }).await
+    }
+
+    async fn create_job_now(&self, job: &NewJob) -> Result<Job> {
         validate_new_job(job)?;
         crate::insert_returning!(self, jobs, job, Job)
     }
 
     /// The job with this id; `not_found` if there is none.
     pub async fn get_job(&self, id: Id) -> Result<Job> {
+        let repo = self.clone();
+        self.pool.detached(async move { repo.get_job_now(id).await }).await
+    }
+
+    async fn get_job_now(&self, id: Id) -> Result<Job> {
         let found: Option<Job> = with_read!(&self.pool, |c| jobs::table
             .find(id)
             .select(Job::as_select())
@@ -83,6 +94,11 @@ impl Repo {
 
     /// Deletes a job; `not_found` if there is none.
     pub async fn delete_job(&self, id: Id) -> Result<()> {
+        let repo = self.clone();
+        self.pool.detached(async move { repo.delete_job_now(id).await }).await
+    }
+
+    async fn delete_job_now(&self, id: Id) -> Result<()> {
         let mut conn = self.pool.get().await?;
         let n = with_conn!(&mut conn, |c| diesel::delete(jobs::table.find(id)).execute(c).await)?;
         if n == 0 {
@@ -93,6 +109,11 @@ impl Repo {
 
     /// A user's jobs, oldest first (empty if the user has none or does not exist).
     pub async fn jobs_for_user(&self, user_id: Id) -> Result<Vec<Job>> {
+        let repo = self.clone();
+        self.pool.detached(async move { repo.jobs_for_user_now(user_id).await }).await
+    }
+
+    async fn jobs_for_user_now(&self, user_id: Id) -> Result<Vec<Job>> {
         Ok(with_read!(&self.pool, |c| jobs::table
             .filter(jobs::user_id.eq(user_id))
             .order((jobs::created_at, jobs::id))
@@ -104,6 +125,11 @@ impl Repo {
     /// Jobs paying between `min_cents` and `max_cents` (inclusive, SQL `BETWEEN`), highest first,
     /// at most `limit`.
     pub async fn jobs_by_salary(&self, min_cents: i64, max_cents: i64, limit: i64) -> Result<Vec<Job>> {
+        let repo = self.clone();
+        self.pool.detached(async move { repo.jobs_by_salary_now(min_cents, max_cents, limit).await }).await
+    }
+
+    async fn jobs_by_salary_now(&self, min_cents: i64, max_cents: i64, limit: i64) -> Result<Vec<Job>> {
         if min_cents > max_cents {
             return Err(Error::invalid(format!("salary range is empty: {min_cents} > {max_cents}")));
         }
@@ -120,6 +146,11 @@ impl Repo {
     /// One user and their jobs in a single `LEFT JOIN` round trip; `not_found` if there is no
     /// such user.
     pub async fn user_with_jobs(&self, id: Id) -> Result<(User, Vec<Job>)> {
+        let repo = self.clone();
+        self.pool.detached(async move { repo.user_with_jobs_now(id).await }).await
+    }
+
+    async fn user_with_jobs_now(&self, id: Id) -> Result<(User, Vec<Job>)> {
         let rows: Vec<(User, Option<Job>)> = with_read!(&self.pool, |c| users::table
             .left_join(jobs::table)
             .filter(users::id.eq(id))
@@ -139,12 +170,22 @@ impl Repo {
     /// first, at most `limit` users. Two queries whatever the count: the users, then all their
     /// jobs at once (`belonging_to` + `grouped_by`), never one query per user.
     pub async fn users_with_jobs(&self, limit: i64) -> Result<Vec<(User, Vec<Job>)>> {
+        let repo = self.clone();
+        self.pool.detached(async move { repo.users_with_jobs_now(limit).await }).await
+    }
+
+    async fn users_with_jobs_now(&self, limit: i64) -> Result<Vec<(User, Vec<Job>)>> {
         self.users_and_jobs(limit, true).await
     }
 
     /// Like [`Repo::users_with_jobs`] but keeps users without jobs (a `LEFT JOIN`), with an
     /// empty list.
     pub async fn users_with_jobs_left(&self, limit: i64) -> Result<Vec<(User, Vec<Job>)>> {
+        let repo = self.clone();
+        self.pool.detached(async move { repo.users_with_jobs_left_now(limit).await }).await
+    }
+
+    async fn users_with_jobs_left_now(&self, limit: i64) -> Result<Vec<(User, Vec<Job>)>> {
         self.users_and_jobs(limit, false).await
     }
 
@@ -172,11 +213,21 @@ impl Repo {
     /// Job count, total and average salary per user who has jobs (`GROUP BY`), by name, at most
     /// `limit` users.
     pub async fn job_stats(&self, limit: i64) -> Result<Vec<UserJobStats>> {
+        let repo = self.clone();
+        self.pool.detached(async move { repo.job_stats_now(limit).await }).await
+    }
+
+    async fn job_stats_now(&self, limit: i64) -> Result<Vec<UserJobStats>> {
         self.stats("u.name, u.id", limit).await
     }
 
     /// The `n` users with the highest total salary, highest first.
     pub async fn top_earners(&self, n: i64) -> Result<Vec<UserJobStats>> {
+        let repo = self.clone();
+        self.pool.detached(async move { repo.top_earners_now(n).await }).await
+    }
+
+    async fn top_earners_now(&self, n: i64) -> Result<Vec<UserJobStats>> {
         self.stats("total_salary_cents DESC, u.id", n).await
     }
 

@@ -84,6 +84,11 @@ impl Repo {
 
     /// Counts the rows of every table on one connection.
     pub async fn table_counts(&self) -> Result<TableCounts> {
+        let repo = self.clone();
+        self.pool.detached(async move { repo.table_counts_now().await }).await
+    }
+
+    async fn table_counts_now(&self) -> Result<TableCounts> {
         let mut conn = self.pool.get().await?;
         Ok(with_conn!(&mut conn, |c| async {
             let users = schema::users::table.count().get_result(c).await?;

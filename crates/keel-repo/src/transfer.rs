@@ -164,6 +164,11 @@ async fn transfer_pipelined(conn: &mut Conn, row: &NewTransfer) -> Result<()> {
 impl Repo {
     /// Opens an account for `owner` with an opening balance (>= 0).
     pub async fn create_account(&self, owner: Id, balance_cents: i64) -> Result<Account> {
+        let repo = self.clone();
+        self.pool.detached(async move { repo.create_account_now(owner, balance_cents).await }).await
+    }
+
+    async fn create_account_now(&self, owner: Id, balance_cents: i64) -> Result<Account> {
         if balance_cents < 0 {
             return Err(Error::invalid(format!(
                 "an opening balance cannot be negative, got {balance_cents}"
@@ -176,6 +181,11 @@ impl Repo {
 
     /// The account with this id; `not_found` if there is none.
     pub async fn get_account(&self, id: Id) -> Result<Account> {
+        let repo = self.clone();
+        self.pool.detached(async move { repo.get_account_now(id).await }).await
+    }
+
+    async fn get_account_now(&self, id: Id) -> Result<Account> {
         let found: Option<Account> = with_read!(&self.pool, |c| accounts::table
             .find(id)
             .select(Account::as_select())
@@ -187,11 +197,22 @@ impl Repo {
 
     /// The transfer recorded under `key`, if any.
     pub async fn transfer_by_key(&self, key: &str) -> Result<Option<Transfer>> {
+        let key = key.to_owned();
+        let repo = self.clone();
+        self.pool.detached(async move { repo.transfer_by_key_now(&key).await }).await
+    }
+
+    async fn transfer_by_key_now(&self, key: &str) -> Result<Option<Transfer>> {
         find_by_key(&mut self.pool.get().await?, key).await
     }
 
     /// Sum of all balances, in cents (money is neither made nor lost by transfers).
     pub async fn total_balance(&self) -> Result<i64> {
+        let repo = self.clone();
+        self.pool.detached(async move { repo.total_balance_now().await }).await
+    }
+
+    async fn total_balance_now(&self) -> Result<i64> {
         let expr = match self.pool.backend() {
             Backend::Postgres => "CAST(COALESCE(SUM(balance_cents), 0) AS BIGINT)",
             Backend::Mysql => "CAST(COALESCE(SUM(balance_cents), 0) AS SIGNED)",
@@ -224,6 +245,20 @@ impl Repo {
     /// # Ok(()) }
     /// ```
     pub async fn transfer(
+        &self,
+        from: Id,
+        to: Id,
+        amount_cents: i64,
+        idempotency_key: &str,
+    ) -> Result<TransferOutcome> {
+        let idempotency_key = idempotency_key.to_owned();
+        let repo = self.clone();
+        self.pool
+            .detached(async move { repo.transfer_now(from, to, amount_cents, &idempotency_key).await })
+            .await
+    }
+
+    async fn transfer_now(
         &self,
         from: Id,
         to: Id,

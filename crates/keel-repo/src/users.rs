@@ -190,12 +190,23 @@ impl Repo {
     /// # Ok(()) }
     /// ```
     pub async fn create_user(&self, user: &NewUser) -> Result<User> {
+        let user = user.clone();
+        let repo = self.clone();
+        self.pool.detached(async move { repo.create_user_now(&user).await }).await
+    }
+
+    async fn create_user_now(&self, user: &NewUser) -> Result<User> {
         validate_new_user(user)?;
         crate::insert_returning!(self, users, user, User)
     }
 
     /// The user with this id; `not_found` if there is none.
     pub async fn get_user(&self, id: Id) -> Result<User> {
+        let repo = self.clone();
+        self.pool.detached(async move { repo.get_user_now(id).await }).await
+    }
+
+    async fn get_user_now(&self, id: Id) -> Result<User> {
         let found: Option<User> = with_read!(&self.pool, |c| users::table
             .find(id)
             .select(User::as_select())
@@ -208,6 +219,12 @@ impl Repo {
     /// The users with these ids that exist, in (created_at, id) order; missing ids are left
     /// out. Any number of ids (bound in chunks).
     pub async fn get_users(&self, ids: &[Id]) -> Result<Vec<User>> {
+        let ids = ids.to_vec();
+        let repo = self.clone();
+        self.pool.detached(async move { repo.get_users_now(&ids).await }).await
+    }
+
+    async fn get_users_now(&self, ids: &[Id]) -> Result<Vec<User>> {
         let mut found = Vec::with_capacity(ids.len());
         for chunk in ids.chunks(IDS_PER_STATEMENT) {
             let rows: Vec<User> = with_read!(&self.pool, |c| users::table
@@ -225,6 +242,12 @@ impl Repo {
     /// Changes the fields set in `patch` and returns the updated row; `not_found` if there is
     /// no such user. An empty patch returns the row unchanged.
     pub async fn update_user(&self, id: Id, patch: &UserPatch) -> Result<User> {
+        let patch = patch.clone();
+        let repo = self.clone();
+        self.pool.detached(async move { repo.update_user_now(id, &patch).await }).await
+    }
+
+    async fn update_user_now(&self, id: Id, patch: &UserPatch) -> Result<User> {
         if let Some(name) = &patch.name {
             validate::non_empty("name", name)?;
             validate::text("name", name, USER_NAME_MAX_CHARS)?;
@@ -258,6 +281,11 @@ impl Repo {
     /// Deletes the user and, by `ON DELETE CASCADE`, their jobs and accounts; `not_found` if
     /// there is no such user.
     pub async fn delete_user(&self, id: Id) -> Result<()> {
+        let repo = self.clone();
+        self.pool.detached(async move { repo.delete_user_now(id).await }).await
+    }
+
+    async fn delete_user_now(&self, id: Id) -> Result<()> {
         let mut conn = self.pool.get().await?;
         let n = with_conn!(&mut conn, |c| diesel::delete(users::table.find(id)).execute(c).await)?;
         if n == 0 {
@@ -306,6 +334,18 @@ impl Repo {
     /// # Ok(()) }
     /// ```
     pub async fn page_users(
+        &self,
+        filter: &UserFilter,
+        cursor: Option<&str>,
+        limit: i64,
+    ) -> Result<Page<User>> {
+        let filter = filter.clone();
+        let cursor = cursor.map(str::to_owned);
+        let repo = self.clone();
+        self.pool.detached(async move { repo.page_users_now(&filter, cursor.as_deref(), limit).await }).await
+    }
+
+    async fn page_users_now(
         &self,
         filter: &UserFilter,
         cursor: Option<&str>,

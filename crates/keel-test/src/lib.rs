@@ -45,4 +45,4 @@ pub use db::{
 };
 pub use proxy::{CommitFault, Proxy, server_addr};
 pub use servers::{required_backends, server_url};
-pub use sql::{exec, exec_on, pool_with, side_pool, terminate};
+pub use sql::{exec, exec_on, lock_table, pool_with, side_pool, terminate, unlock, waiting_for_locks};

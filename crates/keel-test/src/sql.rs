@@ -37,3 +37,60 @@ pub async fn terminate(side: &Pool, server_id: u64) {
     };
     let _ = exec_on(side, &sql).await;
 }
+
+/// Takes a lock on `table` that makes every other session's statement on it wait (PostgreSQL
+/// `LOCK TABLE … IN ACCESS EXCLUSIVE MODE` in a transaction, MySQL `LOCK TABLES … WRITE`), on a
+/// connection of `side` that holds it until [`unlock`].
+///
+/// # Panics
+/// When the lock cannot be taken (the test cannot go on).
+pub async fn lock_table(side: &Pool, table: &str) -> Conn {
+    let mut conn = side.get().await.expect("a connection for the lock");
+    let sql = match side.backend() {
+        Backend::Postgres => format!("BEGIN; LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE"),
+        _ => format!("LOCK TABLES {table} WRITE"),
+    };
+    exec(&mut conn, &sql).await.expect("taking the lock");
+    conn
+}
+
+/// Releases a lock taken by [`lock_table`].
+///
+/// # Panics
+/// When the release fails.
+pub async fn unlock(mut conn: Conn) {
+    let sql = match conn.backend() {
+        Backend::Postgres => "ROLLBACK",
+        _ => "UNLOCK TABLES",
+    };
+    exec(&mut conn, sql).await.expect("releasing the lock");
+}
+
+#[derive(diesel::QueryableByName)]
+struct Count {
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    n: i64,
+}
+
+/// Statements of this database's sessions waiting for a lock right now (PostgreSQL
+/// `pg_stat_activity`, MySQL `PROCESSLIST`; the holder itself does not wait).
+///
+/// # Panics
+/// When the server cannot be asked.
+pub async fn waiting_for_locks(side: &Pool) -> i64 {
+    let sql = match side.backend() {
+        Backend::Postgres => {
+            "SELECT COUNT(*) AS n FROM pg_stat_activity \
+             WHERE datname = current_database() AND wait_event_type = 'Lock'"
+        }
+        _ => {
+            "SELECT COUNT(*) AS n FROM information_schema.PROCESSLIST \
+             WHERE DB = DATABASE() AND STATE LIKE '%lock%' AND COMMAND = 'Query'"
+        }
+    };
+    let mut conn = side.get().await.expect("a connection to look at the server");
+    let row: Count =
+        with_conn!(&mut conn, |c| diesel_async::RunQueryDsl::get_result(diesel::sql_query(sql), c).await)
+            .expect("reading the server's sessions");
+    row.n
+}

@@ -1,12 +1,14 @@
 //! [`Pool`]: a bb8 pool per backend behind one type — opening it, checking connections out,
 //! its state, health and numbers, and closing it. Its other concerns have a file each:
 //!
-//! - [`run`]: [`Pool::run`], queries that can be abandoned without losing the connection.
+//! - [`cancel`]: [`Pool::detached`], cancellation that frees the server on every backend.
+//! - [`run`]: [`Pool::run`], one body on one connection that can be abandoned.
 //! - [`tx`]: [`Pool::transaction`] and [`TxOptions`](tx::TxOptions), transactions that retry.
 //! - [`readers`]: [`Pool::reader`] and [`with_read!`](crate::with_read), pipelined shared reads.
 //! - [`migrate`]: [`Pool::migrate`], applying a [`Migrations`](crate::Migrations) set.
 //! - `shared` (crate-private): the state a pool shares with its manager and connections.
 
+pub mod cancel;
 pub mod migrate;
 pub mod readers;
 pub mod run;
@@ -21,7 +23,7 @@ use diesel::sql_types::Text;
 use diesel_async::RunQueryDsl;
 
 use crate::config::Config;
-use crate::conn::{Conn, MysqlConnection, PgConnection, SqliteConnection};
+use crate::conn::{Checkout, Conn, MysqlConnection, PgConnection, SqliteConnection};
 use crate::error::Error;
 use crate::manager::{BackendConn, KeelManager};
 use crate::stats::{PoolStats, snapshot};
@@ -111,6 +113,7 @@ impl Pool {
             Backend::Mysql => Pools::Mysql(build(&shared).await?),
             Backend::Sqlite => Pools::Sqlite(build(&shared).await?),
         };
+        readers::spawn_reaper(&shared);
         tracing::debug!(target: "keel_pool", url = %shared.config.url, "pool opened");
         Ok(Pool { inner: Arc::new(Inner { shared, pools: RwLock::new(Some(pools)) }) })
     }
@@ -136,14 +139,25 @@ impl Pool {
     /// Checks out a connection, waiting up to `acquire_timeout`. A connection that sat idle
     /// longer than `ping_idle_after` is pinged first, and replaced if the ping fails.
     ///
+    /// Waiting is fair: callers are served in the order they arrived (a FIFO line of
+    /// `max_size` places in front of bb8, whose own waiters can be overtaken by newcomers and
+    /// starve under overload). The returned [`Conn`] cancels cheaply when dropped mid-query
+    /// (see [`cancel`](crate::pool::cancel)).
+    ///
     /// Fails with [`ErrorKind::AcquireTimeout`](crate::ErrorKind::AcquireTimeout) when none
-    /// became available (the error carries the last connection failure, if any), or
-    /// [`ErrorKind::PoolClosed`](crate::ErrorKind::PoolClosed) after [`Pool::close`].
+    /// became available (the error carries the last connection failure, if any),
+    /// [`ErrorKind::PoolClosed`](crate::ErrorKind::PoolClosed) after [`Pool::close`], or
+    /// [`ErrorKind::Cancelled`](crate::ErrorKind::Cancelled) inside a [`Pool::detached`]
+    /// operation whose caller went away.
     pub async fn get(&self) -> Result<Conn, Error> {
         let shared = &self.inner.shared;
         let Some(pools) = self.pools().filter(|_| !shared.is_closed()) else {
             return Err(Error::PoolClosed);
         };
+        let scope = cancel::current();
+        if scope.is_some() && cancel::cancelled() {
+            return Err(Error::Cancelled);
+        }
         let started = Instant::now();
         let counters = &shared.counters;
         counters.waiting.fetch_add(1, Relaxed);
@@ -155,10 +169,43 @@ impl Pool {
             }
         }
         let waiting = Waiting(&counters.waiting);
-        let result = match &pools {
-            Pools::Postgres(p) => p.get_owned().await.map(Conn::Postgres),
-            Pools::Mysql(p) => p.get_owned().await.map(Conn::Mysql),
-            Pools::Sqlite(p) => p.get_owned().await.map(Conn::Sqlite),
+        let limit = self.config().acquire_timeout;
+        // The line: a place is free at once unless others are waiting (tokio's semaphore hands
+        // released places to waiters in order), so the common case costs no timer.
+        let (permit, budget) = match Arc::clone(&shared.line).try_acquire_owned() {
+            Ok(p) => (Some(p), None),
+            Err(tokio::sync::TryAcquireError::Closed) => return Err(Error::PoolClosed),
+            Err(tokio::sync::TryAcquireError::NoPermits) => {
+                match tokio::time::timeout(limit, Arc::clone(&shared.line).acquire_owned()).await {
+                    Ok(Ok(p)) => (Some(p), Some(limit.saturating_sub(started.elapsed()))),
+                    Ok(Err(_)) => return Err(Error::PoolClosed),
+                    Err(_) => (None, Some(Duration::ZERO)),
+                }
+            }
+        };
+        let result = match permit {
+            None => Err(bb8::RunError::TimedOut),
+            Some(permit) => {
+                let got = async {
+                    match &pools {
+                        Pools::Postgres(p) => {
+                            p.get_owned().await.map(|c| Conn::Postgres(Checkout::new(c, Some(permit), scope)))
+                        }
+                        Pools::Mysql(p) => {
+                            p.get_owned().await.map(|c| Conn::Mysql(Checkout::new(c, Some(permit), scope)))
+                        }
+                        Pools::Sqlite(p) => {
+                            p.get_owned().await.map(|c| Conn::Sqlite(Checkout::new(c, Some(permit), scope)))
+                        }
+                    }
+                };
+                match budget {
+                    None => got.await,
+                    Some(left) => {
+                        tokio::time::timeout(left, got).await.unwrap_or(Err(bb8::RunError::TimedOut))
+                    }
+                }
+            }
         };
         drop(waiting);
         match result {
@@ -169,10 +216,7 @@ impl Pool {
             }
             Err(bb8::RunError::TimedOut) => {
                 counters.acquire_timeouts.fetch_add(1, Relaxed);
-                Err(Error::AcquireTimeout {
-                    waited: self.config().acquire_timeout,
-                    last_connect_error: shared.last_connect_error(),
-                })
+                Err(Error::AcquireTimeout { waited: limit, last_connect_error: shared.last_connect_error() })
             }
             Err(bb8::RunError::User(e)) => Err(e),
         }
@@ -239,6 +283,7 @@ impl Pool {
     /// connections were still checked out at the deadline (they close when returned).
     pub async fn close(&self, deadline: Duration) -> u32 {
         self.inner.shared.closed.store(true, Relaxed);
+        self.inner.shared.line.close();
         let until = Instant::now() + deadline;
         let mut in_use = 0;
         while let Some(pools) = self.pools() {

@@ -11,21 +11,81 @@
 //! that session from its slot and runs once more on a fresh one (an autocommit read can always
 //! run again). Transactions never use these sessions; on MySQL and SQLite `with_read!` simply
 //! checks a connection out of the pool.
+//!
+//! Replies come back in order, so one slow read (waiting for a lock, a long scan) holds up
+//! every read pipelined behind it. A session whose reads in flight have had no reply for
+//! [`read_stall_after`](crate::Config::read_stall_after) takes no new reads: they go to another
+//! session, or to a pooled connection when every session is stalled.
+//!
+//! An abandoned read (its future dropped: a deadline, a client gone) cannot simply be cancelled
+//! with `pg_cancel_backend`: the signal stops whatever the session runs at that moment, maybe
+//! another reader's statement. keel takes the session out of rotation instead, cancels, lets the
+//! reads already queued there finish (one that the cancel hit runs again elsewhere: keel knows
+//! its own cancel, "canceling statement due to user request", from a statement timeout), absorbs
+//! a late signal with one round trip and puts the session back. New reads never wait for it.
+//! Sessions age like pooled connections: a reaper task closes them after `max_lifetime` or
+//! `idle_timeout`.
 
-use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::{Duration, Instant};
 
 use crate::conn::PgConnection;
-use crate::error::Error;
+use crate::error::{Error, ErrorKind};
 use crate::manager::{KeelManager, Managed};
 use crate::pool::Pool;
+use crate::pool::shared::Shared;
 use crate::url::Backend;
 
-type Shared = Arc<Managed<PgConnection>>;
+/// One shared session and what keel tracks about it.
+struct Session {
+    conn: Managed<PgConnection>,
+    /// Reads in flight on it (started, neither finished nor abandoned).
+    live: AtomicU64,
+    /// Micros (pool clock) of the last reply, or of the first read's start when it was idle: a
+    /// session with reads in flight and no reply for longer than `read_stall_after` is stalled.
+    progress: AtomicU64,
+    /// A read was abandoned mid-flight: no new reads until its statement is stopped.
+    draining: AtomicBool,
+    /// Woken when the last live read of a draining session finishes.
+    drained: tokio::sync::Notify,
+    opened: Instant,
+}
+
+impl Session {
+    /// Whether a new read may be pipelined here: not draining, and not stalled behind a slow
+    /// read (a lock wait, a long scan) — the reads queued behind one wait for all of it.
+    fn usable(&self, shared: &Shared, stall_after: Duration) -> bool {
+        if self.draining.load(Relaxed) {
+            return false;
+        }
+        self.live.load(Relaxed) == 0
+            || shared.micros(Instant::now()).saturating_sub(self.progress.load(Relaxed))
+                <= stall_after.as_micros() as u64
+    }
+
+    fn start(&self, shared: &Shared) {
+        if self.live.fetch_add(1, Relaxed) == 0 {
+            self.progress.store(shared.micros(Instant::now()), Relaxed);
+        }
+    }
+
+    /// A read ended (finished or abandoned).
+    fn end(&self, shared: &Shared) {
+        let left = self.live.fetch_sub(1, Relaxed).saturating_sub(1);
+        if left > 0 {
+            self.progress.store(shared.micros(Instant::now()), Relaxed);
+        } else if self.draining.load(Relaxed) {
+            self.drained.notify_waiters();
+        }
+    }
+}
+
+type Slot = Mutex<Option<Arc<Session>>>;
 
 /// The shared read sessions of one pool.
 pub(crate) struct Readers {
-    slots: Box<[Mutex<Option<Shared>>]>,
+    slots: Box<[Slot]>,
     /// Held while a slot's session is being opened, so concurrent first reads wait for one
     /// session instead of each opening their own.
     opening: Box<[tokio::sync::Mutex<()>]>,
@@ -48,56 +108,161 @@ impl Readers {
             }
         }
     }
+
+    /// Takes `session` out of `slot` if it is still there: the next read opens a fresh one.
+    fn evict(&self, slot: usize, session: &Arc<Session>) {
+        if let Some(slot) = self.slots.get(slot)
+            && let Ok(mut s) = slot.lock()
+            && s.as_ref().is_some_and(|c| Arc::ptr_eq(c, session))
+        {
+            s.take();
+        }
+    }
+
+    /// Evicts sessions older than `max_lifetime` or idle longer than `idle_timeout`, as the pool
+    /// does with its own connections. Runs every second on the pool's reaper task.
+    fn reap(&self, shared: &Shared) {
+        let now = shared.micros(Instant::now());
+        for slot in self.slots.iter() {
+            let Ok(mut s) = slot.lock() else { continue };
+            let Some(session) = s.as_ref() else { continue };
+            let old = shared.config.max_lifetime.is_some_and(|l| session.opened.elapsed() >= l);
+            let idle = session.live.load(Relaxed) == 0
+                && shared.config.idle_timeout.is_some_and(|t| {
+                    now.saturating_sub(session.progress.load(Relaxed)) >= t.as_micros() as u64
+                });
+            if old || idle {
+                s.take();
+            }
+        }
+    }
+}
+
+/// Starts the task that ages the shared read sessions of a PostgreSQL pool; it ends when the
+/// pool is dropped or closed.
+pub(crate) fn spawn_reaper(shared: &Arc<Shared>) {
+    if shared.readers.slots.is_empty() || shared.config.backend() != Backend::Postgres {
+        return;
+    }
+    let weak: Weak<Shared> = Arc::downgrade(shared);
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            let Some(shared) = weak.upgrade() else { return };
+            if shared.is_closed() {
+                return;
+            }
+            shared.readers.reap(&shared);
+        }
+    });
 }
 
 /// A shared PostgreSQL session lent to one read; see the [module docs](self).
+///
+/// Dropping it before [`Reader::finish`] means the read was abandoned mid-flight: the session
+/// leaves the rotation, its statement is stopped on the server once no other read runs there,
+/// and it serves again (the reads queued with it are not delayed).
 pub struct Reader {
-    conn: Shared,
+    session: Arc<Session>,
     slot: usize,
     pool: Pool,
+    finished: bool,
 }
 
 impl Reader {
     /// The shared connection: run diesel queries on `&mut &*reader.conn()` (a shared
     /// reference), which pipelines them with other readers'.
     pub fn conn(&self) -> &PgConnection {
-        &self.conn
-    }
-
-    /// A fresh session for the same slot, after [`Reader::failed`] dropped this one.
-    pub async fn reopen(&self) -> Result<Reader, Error> {
-        self.pool.reader_at(self.slot).await
+        &self.session.conn
     }
 
     /// The server's backend pid of this shared session.
     pub fn server_id(&self) -> Option<u64> {
-        self.conn.server_id()
+        self.session.conn.server_id()
     }
 
-    /// Notes a failed read: after a connection-level error the session leaves its slot (the
-    /// next reader opens a new one) and the pool's other connections are pinged before reuse.
-    /// Returns true when the read should run once more on a fresh session.
-    pub fn failed(&self, err: &Error) -> bool {
+    /// Ends the read with its result. On failure, returns the error and whether the read
+    /// should run once more: after a lost session (it leaves its slot; the pool's other
+    /// connections are pinged before reuse), after "cached plan must not change result type"
+    /// (a migration changed a column's type: the session leaves its slot with its statement
+    /// cache), or when keel's own cancel of an abandoned read on this session hit this one.
+    pub fn finish<T>(mut self, result: diesel::QueryResult<T>) -> Result<T, (Error, bool)> {
+        self.finished = true;
         let shared = self.pool.shared();
-        shared.observe(err);
-        if !crate::manager::breaks_connection(err.kind()) {
-            return false;
+        self.session.end(shared);
+        let err = match result {
+            Ok(value) => return Ok(value),
+            Err(e) => crate::classify(Backend::Postgres, e),
+        };
+        shared.observe(&err);
+        if crate::manager::breaks_connection(err.kind()) || stale_plan(&err) {
+            shared.readers.evict(self.slot, &self.session);
+            return Err((err, true));
         }
-        if let Some(slot) = shared.readers.slots.get(self.slot)
-            && let Ok(mut s) = slot.lock()
-            && s.as_ref().is_some_and(|c| Arc::ptr_eq(c, &self.conn))
-        {
-            s.take();
-        }
-        true
+        let ours = err.kind() == ErrorKind::StatementTimeout && err.to_string().contains("user request");
+        Err((err, ours))
     }
+}
+
+impl Drop for Reader {
+    fn drop(&mut self) {
+        if self.finished {
+            return;
+        }
+        let shared = Arc::clone(self.pool.shared());
+        shared.counters.cancellations.fetch_add(1, Relaxed);
+        let first = !self.session.draining.swap(true, Relaxed);
+        self.session.end(&shared);
+        if !first {
+            return; // a drain is under way; it stops this read's statement too
+        }
+        let (session, slot) = (Arc::clone(&self.session), self.slot);
+        let Ok(rt) = tokio::runtime::Handle::try_current() else {
+            return shared.readers.evict(slot, &session);
+        };
+        rt.spawn(async move { drain(&shared, slot, &session).await });
+    }
+}
+
+/// Stops the abandoned reads of a session and puts it back into rotation: cancel now (only
+/// the abandoned statement or one queued with it can be running; a read cancelled by mistake
+/// runs again, see [`Reader::finish`]), wait for the live reads to end, then one round trip
+/// absorbs a cancel that arrived late. A session that fails that leaves its slot.
+async fn drain(shared: &Arc<Shared>, slot: usize, session: &Arc<Session>) {
+    if let Some(pid) = session.conn.server_id() {
+        crate::pool::cancel::stop_statement(shared, pid).await;
+    }
+    loop {
+        let drained = session.drained.notified();
+        if session.live.load(Relaxed) == 0 {
+            break;
+        }
+        drained.await;
+    }
+    let mut conn: &PgConnection = &session.conn;
+    let clean = crate::pool::cancel::absorb(&mut conn, Backend::Postgres, "SELECT 1").await;
+    if !clean {
+        return shared.readers.evict(slot, session);
+    }
+    session.conn.forget_in_flight();
+    session.draining.store(false, Relaxed);
+}
+
+/// True for PostgreSQL's "cached plan must not change result type": a prepared statement whose
+/// result columns changed type under it (a migration); only a fresh statement cache helps.
+pub(crate) fn stale_plan(err: &Error) -> bool {
+    err.to_string().contains("cached plan must not change result type")
 }
 
 impl Pool {
     /// A shared session for one pipelined autocommit read (PostgreSQL with
     /// [`read_connections`](crate::Config::read_connections) > 0), or `None`: then check a
-    /// connection out with [`Pool::get`]. Use [`with_read!`](crate::with_read) rather than
-    /// calling this directly.
+    /// connection out with [`Pool::get`]. `None` also when every session is draining an
+    /// abandoned read or stalled behind a slow one (its oldest read in flight has had no reply
+    /// for [`read_stall_after`](crate::Config::read_stall_after)). Use
+    /// [`with_read!`](crate::with_read) rather than calling this directly.
     pub async fn reader(&self) -> Result<Option<Reader>, Error> {
         let shared = self.shared();
         let slots = &shared.readers.slots;
@@ -107,34 +272,59 @@ impl Pool {
         if shared.is_closed() {
             return Err(Error::PoolClosed);
         }
-        let slot = shared.readers.next.fetch_add(1, Relaxed) % slots.len();
-        self.reader_at(slot).await.map(Some)
+        let stall_after = shared.config.read_stall_after;
+        let first = shared.readers.next.fetch_add(1, Relaxed);
+        for i in 0..slots.len() {
+            let slot = (first + i) % slots.len();
+            let session = match slots[slot].lock().ok().and_then(|s| s.clone()) {
+                Some(s) => s,
+                None => self.open_reader(slot).await?,
+            };
+            if session.usable(shared, stall_after) {
+                session.start(shared);
+                return Ok(Some(Reader { session, slot, pool: self.clone(), finished: false }));
+            }
+        }
+        Ok(None)
     }
 
-    /// The shared session of `slot`, opened if the slot is empty.
-    async fn reader_at(&self, slot: usize) -> Result<Reader, Error> {
+    /// Opens the session of an empty `slot` (or returns the one a concurrent read opened).
+    async fn open_reader(&self, slot: usize) -> Result<Arc<Session>, Error> {
         let shared = self.shared();
         let slots = &shared.readers.slots;
         let current = || slots[slot].lock().ok().and_then(|s| s.clone());
-        let conn = match current() {
-            Some(c) => c,
-            None => {
-                let _opening = shared.readers.opening[slot].lock().await;
-                if let Some(c) = current() {
-                    return Ok(Reader { conn: c, slot, pool: self.clone() });
-                }
-                let opened = KeelManager::<PgConnection>::open(shared).await.inspect_err(|e| {
-                    shared.note_connect_error(e.to_string());
-                })?;
-                shared.counters.read_connections_opened.fetch_add(1, Relaxed);
-                let opened = Arc::new(opened);
-                if let Ok(mut s) = slots[slot].lock() {
-                    *s = Some(Arc::clone(&opened));
-                }
-                opened
-            }
-        };
-        Ok(Reader { conn, slot, pool: self.clone() })
+        let _opening = shared.readers.opening[slot].lock().await;
+        if let Some(c) = current() {
+            return Ok(c);
+        }
+        let opened = KeelManager::<PgConnection>::open(shared).await.inspect_err(|e| {
+            shared.note_connect_error(e.to_string());
+        })?;
+        shared.counters.read_connections_opened.fetch_add(1, Relaxed);
+        let session = Arc::new(Session {
+            conn: opened,
+            live: AtomicU64::new(0),
+            progress: AtomicU64::new(shared.micros(Instant::now())),
+            draining: AtomicBool::new(false),
+            drained: tokio::sync::Notify::new(),
+            opened: Instant::now(),
+        });
+        if let Ok(mut s) = slots[slot].lock() {
+            *s = Some(Arc::clone(&session));
+        }
+        Ok(session)
+    }
+
+    /// After a failed read on a pooled connection: whether to run it once more. Only for a
+    /// stale cached plan (see [`Reader::finish`]): the connection is closed with its statement
+    /// cache, and the read runs on another.
+    #[doc(hidden)]
+    pub fn read_again(&self, conn: &mut crate::Conn, err: &Error) -> bool {
+        if stale_plan(err) {
+            conn.mark_broken();
+            return true;
+        }
+        false
     }
 }
 
@@ -162,32 +352,28 @@ macro_rules! with_read {
     ($pool:expr, |$c:ident| $body:expr) => {{
         let pool: &$crate::Pool = $pool;
         async {
-            match pool.reader().await? {
-                Some(mut reader) => {
-                    let mut again = true;
-                    loop {
+            let mut again = true;
+            loop {
+                match pool.reader().await? {
+                    Some(reader) => {
                         let result: ::diesel::QueryResult<_> = {
                             let mut shared: &$crate::PgConnection = reader.conn();
                             let $c = &mut shared;
                             $body
                         };
-                        match result {
+                        match reader.finish(result) {
                             Ok(value) => break Ok(value),
-                            Err(e) => {
-                                let err = $crate::classify($crate::Backend::Postgres, e);
-                                if reader.failed(&err) && again {
-                                    again = false;
-                                    reader = reader.reopen().await?;
-                                    continue;
-                                }
-                                break Err(err);
-                            }
+                            Err((_, true)) if again => again = false,
+                            Err((err, _)) => break Err(err),
                         }
                     }
-                }
-                None => {
-                    let mut conn = pool.get().await?;
-                    $crate::with_conn!(&mut conn, |$c| $body)
+                    None => {
+                        let mut conn = pool.get().await?;
+                        match $crate::with_conn!(&mut conn, |$c| $body) {
+                            Err(err) if again && pool.read_again(&mut conn, &err) => again = false,
+                            result => break result,
+                        }
+                    }
                 }
             }
         }

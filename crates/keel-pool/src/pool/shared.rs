@@ -21,15 +21,18 @@ pub(crate) struct Shared {
     pub(crate) suspect_since: AtomicU64,
     pub(crate) closed: AtomicBool,
     /// The side connection `Pool::run` sends `KILL QUERY` through (MySQL), opened on first use.
-    pub(crate) killer: super::run::Killer,
+    pub(crate) killer: super::cancel::Killer,
     /// PostgreSQL sessions shared by pipelined reads.
     pub(crate) readers: super::readers::Readers,
+    /// The fair line in front of bb8: one place per connection (see `Pool::get`).
+    pub(crate) line: std::sync::Arc<tokio::sync::Semaphore>,
 }
 
 impl Shared {
     pub(crate) fn new(config: Config) -> Self {
         Shared {
             readers: super::readers::Readers::new(config.effective_read_connections()),
+            line: std::sync::Arc::new(tokio::sync::Semaphore::new(config.effective_max_size() as usize)),
             config,
             counters: Counters::default(),
             last_connect_error: Mutex::new(None),

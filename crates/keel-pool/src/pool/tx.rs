@@ -237,6 +237,9 @@ impl Pool {
             let Some(kind) = err.as_keel_error().filter(|e| retried(e)).map(Error::kind) else {
                 return Err(err);
             };
+            if crate::pool::cancel::cancelled() {
+                return Err(err); // the caller went away: nobody waits for another attempt
+            }
             let Some(backoff) = policy.backoff(attempt, started.elapsed()) else {
                 if let Some(e) = err.as_keel_error() {
                     tracing::warn!(target: "keel_pool::retry", attempt, kind = kind.as_str(), error = %e, "transaction failed; retries exhausted");

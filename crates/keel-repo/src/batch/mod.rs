@@ -64,27 +64,59 @@ impl Repo {
     /// # Ok(()) }
     /// ```
     pub async fn insert_users(&self, users: &[NewUser]) -> Result<usize> {
+        let users = users.to_vec();
+        let repo = self.clone();
+        self.pool.detached(async move { repo.insert_users_now(&users).await }).await
+    }
+
+    async fn insert_users_now(&self, users: &[NewUser]) -> Result<usize> {
         self.insert_batch(users, &BatchOptions::default()).await
     }
 
     /// [`Repo::insert_users`] with options: skip conflicting rows, force a method, chunk size.
     pub async fn insert_users_with(&self, users: &[NewUser], options: &BatchOptions) -> Result<usize> {
+        let users = users.to_vec();
+        let options = options.clone();
+        let repo = self.clone();
+        self.pool.detached(async move { repo.insert_users_with_now(&users, &options).await }).await
+    }
+
+    async fn insert_users_with_now(&self, users: &[NewUser], options: &BatchOptions) -> Result<usize> {
         self.insert_batch(users, options).await
     }
 
     /// Inserts all `jobs` or none; see [`Repo::insert_users`]. A job whose user does not exist
     /// fails the batch with `foreign_key_violation` and its index.
     pub async fn insert_jobs(&self, jobs: &[NewJob]) -> Result<usize> {
+        let jobs = jobs.to_vec();
+        let repo = self.clone();
+        self.pool.detached(async move { repo.insert_jobs_now(&jobs).await }).await
+    }
+
+    async fn insert_jobs_now(&self, jobs: &[NewJob]) -> Result<usize> {
         self.insert_batch(jobs, &BatchOptions::default()).await
     }
 
     /// [`Repo::insert_jobs`] with options.
     pub async fn insert_jobs_with(&self, jobs: &[NewJob], options: &BatchOptions) -> Result<usize> {
+        let jobs = jobs.to_vec();
+        let options = options.clone();
+        let repo = self.clone();
+        self.pool.detached(async move { repo.insert_jobs_with_now(&jobs, &options).await }).await
+    }
+
+    async fn insert_jobs_with_now(&self, jobs: &[NewJob], options: &BatchOptions) -> Result<usize> {
         self.insert_batch(jobs, options).await
     }
 
     /// Opens many accounts at once, all or none; see [`Repo::insert_users`].
     pub async fn insert_accounts(&self, accounts: &[NewAccount]) -> Result<usize> {
+        let accounts = accounts.to_vec();
+        let repo = self.clone();
+        self.pool.detached(async move { repo.insert_accounts_now(&accounts).await }).await
+    }
+
+    async fn insert_accounts_now(&self, accounts: &[NewAccount]) -> Result<usize> {
         self.insert_batch(accounts, &BatchOptions::default()).await
     }
 

@@ -161,11 +161,25 @@ pub async fn execute_on(conn: &mut Conn, sql: &str, params: &Params) -> Result<u
 impl Repo {
     /// Runs a query with named parameters on a pooled connection; rows as ordered maps.
     pub async fn query(&self, sql: &str, params: &Params) -> Result<Vec<Row>> {
+        let sql = sql.to_owned();
+        let params = params.clone();
+        let repo = self.clone();
+        self.pool.detached(async move { repo.query_now(&sql, &params).await }).await
+    }
+
+    async fn query_now(&self, sql: &str, params: &Params) -> Result<Vec<Row>> {
         query_on(&mut self.pool.get().await?, sql, params).await
     }
 
     /// Runs a statement with named parameters; the number of rows it affected.
     pub async fn execute(&self, sql: &str, params: &Params) -> Result<usize> {
+        let sql = sql.to_owned();
+        let params = params.clone();
+        let repo = self.clone();
+        self.pool.detached(async move { repo.execute_now(&sql, &params).await }).await
+    }
+
+    async fn execute_now(&self, sql: &str, params: &Params) -> Result<usize> {
         execute_on(&mut self.pool.get().await?, sql, params).await
     }
 }
