@@ -91,13 +91,15 @@ impl UserFilter {
     }
 }
 
-/// One page of a keyset-paginated listing.
+/// One page of a keyset-paginated listing ([`Repo::page_users`]): one read of the table, as
+/// it was when this page was read; the next page is another read.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[non_exhaustive]
 pub struct Page<T> {
     /// The rows, in (created_at, id) order.
     pub items: Vec<T>,
-    /// Pass this to get the next page; `None` on the last page.
+    /// Pass this to get the next page: the rows after this page's last one in (created_at, id)
+    /// order, as the table is then; `None` on the last page.
     pub next_cursor: Option<String>,
 }
 
@@ -290,9 +292,17 @@ impl Repo {
     }
 
     /// One page of users matching `filter`, in (created_at, id) order, after `cursor` (the
-    /// previous page's `next_cursor`; `None` for the first page). Keyset pagination: no row is
-    /// skipped or repeated when rows are inserted between pages. A cursor that was not made by
+    /// previous page's `next_cursor`; `None` for the first page). A cursor that was not made by
     /// keel is `invalid_input`.
+    ///
+    /// Keyset pagination over a table that may change between pages: each page is a read of
+    /// its own (autocommit, on whichever connection is free), and the cursor is a position in
+    /// the (created_at, id) order, not a snapshot. So no row is repeated (the order's keys
+    /// never change), and rows present throughout are each returned once; but a row inserted
+    /// behind the cursor (an earlier `created_at`, say a clock-skewed or back-dated insert) is
+    /// never seen, one inserted ahead of it is, and one deleted before its page is read is
+    /// not. Pages read at different times may show one multi-row change half-applied. For
+    /// exactly one snapshot of the table, use [`Repo::stream_users`].
     ///
     /// ```no_run
     /// # async fn demo(repo: keel_repo::Repo) -> Result<(), keel_repo::Error> {
