@@ -247,6 +247,85 @@ async fn streams_read_every_row_in_order() {
     .await;
 }
 
+/// A stream returns the table as it was when the stream started, across pages: a row
+/// committed meanwhile behind the cursor (an earlier `created_at`) or ahead of it is not
+/// returned, a row deleted ahead of the cursor still is, and nothing is repeated.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streams_read_one_snapshot_across_pages() {
+    for_each_backend(&MIGRATIONS, |pool| async move {
+        let repo = Repo::new(pool.clone());
+        let base = Timestamp(keel_schema::now().0 - chrono::Duration::hours(1));
+        let originals = users_from(base, 2_500, "Snap"); // three pages of 1,000
+        repo.insert_users(&originals).await.unwrap();
+
+        let mut stream = std::pin::pin!(repo.stream_users(UserFilter::new()));
+        let mut streamed = vec![stream.try_next().await.unwrap().expect("a first user").id];
+
+        // On other connections, while the stream is open: one row behind the cursor, one
+        // after every row, and one original deleted before its page was read.
+        let mut early = user("Early", "early@example.com");
+        early.created_at = Timestamp(originals[500].created_at.0 + chrono::Duration::milliseconds(500));
+        let early = repo.create_user(&early).await.unwrap();
+        let mut late = user("Late", "late@example.com");
+        late.created_at = Timestamp(base.0 + chrono::Duration::seconds(10_000));
+        let late = repo.create_user(&late).await.unwrap();
+        repo.delete_user(originals[2_400].id).await.unwrap();
+
+        while let Some(u) = stream.try_next().await.unwrap() {
+            streamed.push(u.id);
+        }
+        assert_eq!(streamed.len(), originals.len(), "rows missed or added");
+        assert_eq!(streamed, originals.iter().map(|u| u.id).collect::<Vec<_>>());
+
+        // The changes were committed: a new stream sees them.
+        let now: Vec<Id> = repo.stream_users(UserFilter::new()).map_ok(|u| u.id).try_collect().await.unwrap();
+        assert_eq!(now.len(), originals.len() + 1);
+        assert!(now.contains(&early.id) && now.contains(&late.id) && !now.contains(&originals[2_400].id));
+    })
+    .await;
+}
+
+/// A stream dropped mid-way gives its connection back to the pool, out of its transaction:
+/// on a pool of one, the next call gets that same connection and can write, and no
+/// connection was closed or opened for it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropped_stream_returns_its_connection_clean() {
+    for_each_backend(&MIGRATIONS, |pool| async move {
+        Repo::new(pool.clone()).insert_users(&users_from(keel_schema::now(), 2_500, "Drop")).await.unwrap();
+        let pool = keel_test::pool_with(&pool, |c| c.max_size(1)).await;
+        let repo = Repo::new(pool.clone());
+        assert_eq!(pool.state().idle, 1);
+
+        let mut stream = Box::pin(repo.stream_users(UserFilter::new()));
+        stream.try_next().await.unwrap().expect("a first user");
+        assert_eq!(pool.state().idle, 0, "the stream holds the connection");
+        let before = pool.stats();
+        drop(stream);
+
+        let until = std::time::Instant::now() + Duration::from_secs(5);
+        while pool.state().idle != 1 {
+            assert!(
+                std::time::Instant::now() < until,
+                "the connection did not come back: {:?}",
+                pool.state()
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        // A write on it works: the read-only transaction was ended.
+        repo.create_user(&user("After", "after@example.com")).await.unwrap();
+        let streamed = repo.stream_users(UserFilter::new()).try_collect::<Vec<_>>().await.unwrap();
+        assert_eq!(streamed.len(), 2_501);
+        let after = pool.stats();
+        assert_eq!(after.connections_created, before.connections_created, "a connection was opened");
+        assert_eq!(
+            after.connections_closed_broken, before.connections_closed_broken,
+            "a connection was closed"
+        );
+        assert_eq!(pool.state().connections, 1);
+    })
+    .await;
+}
+
 /// 100,000 users with a duplicate email at position 73,000: the error names that index and
 /// the table stays empty; without the duplicate, exactly 100,000 rows.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

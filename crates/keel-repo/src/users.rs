@@ -5,11 +5,12 @@ use base64::Engine as _;
 use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
 use futures_util::{Stream, TryStreamExt as _, stream};
-use keel_pool::{Reuse, ScopedFutureExt as _, with_conn, with_read};
+use keel_pool::{Conn, Pool, Reuse, ScopedFutureExt as _, with_conn, with_read};
 use keel_schema::limits::{USER_EMAIL_MAX_CHARS, USER_NAME_MAX_CHARS};
 use keel_schema::schema::users;
 use keel_schema::{Id, NewUser, Timestamp, User};
 use serde::{Deserialize, Serialize};
+use tokio::sync::mpsc;
 
 use crate::error::{Error, Result};
 use crate::{Repo, validate};
@@ -91,13 +92,15 @@ impl UserFilter {
     }
 }
 
-/// One page of a keyset-paginated listing.
+/// One page of a keyset-paginated listing ([`Repo::page_users`]): one read of the table, as
+/// it was when this page was read; the next page is another read.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[non_exhaustive]
 pub struct Page<T> {
     /// The rows, in (created_at, id) order.
     pub items: Vec<T>,
-    /// Pass this to get the next page; `None` on the last page.
+    /// Pass this to get the next page: the rows after this page's last one in (created_at, id)
+    /// order, as the table is then; `None` on the last page.
     pub next_cursor: Option<String>,
 }
 
@@ -318,9 +321,17 @@ impl Repo {
     }
 
     /// One page of users matching `filter`, in (created_at, id) order, after `cursor` (the
-    /// previous page's `next_cursor`; `None` for the first page). Keyset pagination: no row is
-    /// skipped or repeated when rows are inserted between pages. A cursor that was not made by
+    /// previous page's `next_cursor`; `None` for the first page). A cursor that was not made by
     /// keel is `invalid_input`.
+    ///
+    /// Keyset pagination over a table that may change between pages: each page is a read of
+    /// its own (autocommit, on whichever connection is free), and the cursor is a position in
+    /// the (created_at, id) order, not a snapshot. So no row is repeated (the order's keys
+    /// never change), and rows present throughout are each returned once; but a row inserted
+    /// behind the cursor (an earlier `created_at`, say a clock-skewed or back-dated insert) is
+    /// never seen, one inserted ahead of it is, and one deleted before its page is read is
+    /// not. Pages read at different times may show one multi-row change half-applied. For
+    /// exactly one snapshot of the table, use [`Repo::stream_users`].
     ///
     /// ```no_run
     /// # async fn demo(repo: keel_repo::Repo) -> Result<(), keel_repo::Error> {
@@ -367,11 +378,27 @@ impl Repo {
         Ok(Page { items, next_cursor })
     }
 
-    /// Every user matching `filter`, in (created_at, id) order, as a stream read
-    /// incrementally: keyset pages of 1,000 rows, each on a pooled connection that goes back
-    /// between pages, so memory stays flat for any table size and no connection or snapshot is
-    /// held while the consumer is slow. Rows inserted while streaming after the current
-    /// position are included; none is repeated.
+    /// Every user matching `filter`, in (created_at, id) order, exactly as one consistent
+    /// snapshot of the table shows them: a row committed while the stream runs is not
+    /// returned, wherever it sorts, and a row deleted meanwhile still is; none is missed or
+    /// repeated. The snapshot is taken when the stream is first polled.
+    ///
+    /// How: on first poll a task of its own checks out one pooled connection and opens a
+    /// read-only snapshot transaction on it (PostgreSQL `REPEATABLE READ READ ONLY`,
+    /// MySQL/MariaDB `REPEATABLE READ` + `START TRANSACTION WITH CONSISTENT SNAPSHOT, READ
+    /// ONLY`, SQLite `BEGIN DEFERRED`), then reads keyset pages of 1,000 rows inside it, one
+    /// page ahead of the consumer, so memory stays at about two pages for any table size.
+    ///
+    /// The stream holds that connection, and the open transaction, for its whole duration,
+    /// also while the consumer is slow: a stream left open keeps a pool slot busy and keeps
+    /// the server from cleaning up old row versions (PostgreSQL vacuum, InnoDB purge, SQLite
+    /// WAL checkpoints). On a pool of one connection (`sqlite::memory:`), other calls wait for
+    /// the stream to end or be dropped. Drop it to stop early: the task notices, finishes a page read in
+    /// flight, rolls back and returns the connection to the pool, clean (no reconnect). Needs a
+    /// tokio runtime when first polled.
+    ///
+    /// Errors come through the stream, which then ends: a filter that is invalid input (first
+    /// item, before any connection is taken), a checkout that timed out, or a failed read.
     ///
     /// ```no_run
     /// # async fn demo(repo: keel_repo::Repo) -> Result<(), keel_repo::Error> {
@@ -383,28 +410,30 @@ impl Repo {
     /// # Ok(()) }
     /// ```
     pub fn stream_users(&self, filter: UserFilter) -> impl Stream<Item = Result<User>> + Send + 'static {
-        enum State {
-            Start(Result<Option<String>>),
-            Next(Option<String>, Cursor),
-            Done,
+        enum Feed {
+            Refused(Error),
+            Start(Pool, Option<String>, UserFilter),
+            Running(mpsc::Receiver<Result<Vec<User>>>),
         }
-        let start = State::Start(self.user_pattern(&filter));
-        stream::try_unfold((start, self.clone(), filter), |(state, repo, filter)| async move {
-            let (pattern, cursor) = match state {
-                State::Start(pattern) => (pattern?, None),
-                State::Next(pattern, cursor) => (pattern, Some(cursor)),
-                State::Done => return Ok(None),
+        let start = match self.user_pattern(&filter) {
+            Ok(pattern) => Feed::Start(self.pool.clone(), pattern, filter),
+            Err(e) => Feed::Refused(e),
+        };
+        // Lazy: nothing is spawned and no connection is taken until the first poll.
+        stream::unfold(Some(start), |feed| async move {
+            let mut pages = match feed? {
+                Feed::Refused(e) => return Some((Err(e), None)),
+                Feed::Start(pool, pattern, filter) => {
+                    let (tx, rx) = mpsc::channel(STREAM_PAGES_QUEUED);
+                    tokio::spawn(read_snapshot(pool, pattern, filter, tx));
+                    rx
+                }
+                Feed::Running(rx) => rx,
             };
-            let page: Vec<User> =
-                with_read!(&repo.pool, |c| user_listing!(pattern.as_deref(), &filter, cursor, STREAM_BATCH)
-                    .load(c)
-                    .await)?;
-            let next = match page.last() {
-                Some(last) if page.len() as i64 == STREAM_BATCH => State::Next(pattern, Cursor::after(last)),
-                _ => State::Done,
-            };
-            Ok::<_, Error>(Some((stream::iter(page.into_iter().map(Ok)), (next, repo, filter))))
+            let page = pages.recv().await?;
+            Some((page, Some(Feed::Running(pages))))
         })
+        .map_ok(|page| stream::iter(page.into_iter().map(Ok)))
         .try_flatten()
     }
 
@@ -417,6 +446,117 @@ impl Repo {
             }
             None => Ok(None),
         }
+    }
+}
+
+/// Pages a stream's reading task may have waiting for the consumer. The task reserves room
+/// before it reads a page, so with one queued page the stream holds at most two: the one the
+/// consumer works through and the next.
+const STREAM_PAGES_QUEUED: usize = 1;
+
+/// The reading side of [`Repo::stream_users`], on a task that owns its connection: opens the
+/// snapshot, sends its pages, ends the transaction and gives the connection back, then reports
+/// an error, if any (so a slow consumer does not hold the connection while the error waits).
+async fn read_snapshot(
+    pool: Pool,
+    pattern: Option<String>,
+    filter: UserFilter,
+    pages: mpsc::Sender<Result<Vec<User>>>,
+) {
+    let outcome = async {
+        let mut conn = pool.get().await?;
+        begin_snapshot(&mut conn).await?;
+        let sent = send_pages(&mut conn, pattern.as_deref(), &filter, &pages).await;
+        end_snapshot(&mut conn).await;
+        sent
+    }
+    .await;
+    if let Err(e) = outcome {
+        let _ = pages.send(Err(e)).await;
+    }
+}
+
+/// Opens a read-only transaction whose reads all see one snapshot, through the connection's
+/// transaction manager: a connection that comes back to the pool still inside it is closed by
+/// the pool, never reused.
+async fn begin_snapshot(conn: &mut Conn) -> Result<()> {
+    use diesel_async::{AnsiTransactionManager, SimpleAsyncConnection as _};
+    let backend = conn.backend();
+    let begun: QueryResult<()> = match conn {
+        Conn::Postgres(c) => {
+            AnsiTransactionManager::begin_transaction_sql(
+                &mut ***c,
+                "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY",
+            )
+            .await
+        }
+        // The consistent snapshot is a REPEATABLE READ view: under a server or session default of
+        // READ COMMITTED every page would read a fresh one. SET TRANSACTION covers the next
+        // transaction only.
+        Conn::Mysql(c) => match c.batch_execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ").await {
+            Ok(()) => {
+                AnsiTransactionManager::begin_transaction_sql(
+                    &mut ***c,
+                    "START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY",
+                )
+                .await
+            }
+            Err(e) => Err(e),
+        },
+        // diesel-async wraps SQLite's synchronous transaction manager: begin on the inner one.
+        // The read snapshot starts at the first page's SELECT (WAL: writers go on meanwhile).
+        Conn::Sqlite(c) => {
+            c.spawn_blocking(|sc| {
+                diesel::connection::AnsiTransactionManager::begin_transaction_sql(sc, "BEGIN DEFERRED")
+            })
+            .await
+        }
+    };
+    begun.map_err(|e| {
+        let err = keel_pool::classify(backend, e);
+        conn.observe(&err);
+        err.into()
+    })
+}
+
+/// Reads keyset pages inside the snapshot and queues them for the consumer, until the last
+/// page or until the consumer is gone.
+async fn send_pages(
+    conn: &mut Conn,
+    pattern: Option<&str>,
+    filter: &UserFilter,
+    pages: &mpsc::Sender<Result<Vec<User>>>,
+) -> Result<()> {
+    let mut cursor: Option<Cursor> = None;
+    loop {
+        // Room first, then the read: memory stays at two pages, and a dropped stream is seen
+        // here, between queries, never by abandoning one mid-protocol.
+        let Ok(room) = pages.reserve().await else { return Ok(()) };
+        let page: Vec<User> =
+            with_conn!(conn, |c| user_listing!(pattern, filter, cursor, STREAM_BATCH).load(c).await)?;
+        cursor = match page.last() {
+            Some(last) if page.len() as i64 == STREAM_BATCH => Some(Cursor::after(last)),
+            _ => None,
+        };
+        if !page.is_empty() {
+            room.send(Ok(page));
+        }
+        if cursor.is_none() {
+            return Ok(());
+        }
+    }
+}
+
+/// Ends the snapshot with `ROLLBACK` (it wrote nothing). A failed rollback leaves the
+/// transaction manager broken, so the pool closes the connection instead of reusing it.
+async fn end_snapshot(conn: &mut Conn) {
+    async fn rollback<C: diesel_async::AsyncConnection>(c: &mut C) -> QueryResult<()> {
+        <C::TransactionManager as diesel_async::TransactionManager<C>>::rollback_transaction(c).await
+    }
+    let backend = conn.backend();
+    let ended: QueryResult<()> = keel_pool::with_conn_raw!(&mut *conn, |c| rollback(c).await);
+    if let Err(e) = ended {
+        conn.observe(&keel_pool::classify(backend, e));
     }
 }
 
