@@ -5,8 +5,8 @@ use keel_pool::{Backend, ErrorKind};
 use keel_repo::Repo;
 use keel_repo::raw::{Params, Value};
 use keel_schema::MIGRATIONS;
-use keel_schema::{Id, NewUser};
-use keel_test::{count_rows, for_each_backend};
+use keel_schema::{Id, NewJob, NewUser};
+use keel_test::{count_rows, exec_on, for_each_backend};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn named_parameters_bind_and_rows_come_back_typed() {
@@ -130,6 +130,75 @@ async fn named_parameters_bind_and_rows_come_back_typed() {
             })
             .await;
         assert_eq!(got.unwrap(), 5);
+    })
+    .await;
+}
+
+/// A table of the test's own database with a nullable integer and an exact decimal:
+/// `DECIMAL(30,4)` on PostgreSQL and MySQL, `TEXT` on SQLite, which has no exact decimal type
+/// (`NUMERIC` affinity would store `12345678901234567.0001` as the integer 12345678901234568).
+async fn create_pay_table(pool: &keel_pool::Pool) {
+    let decimal = match pool.backend() {
+        Backend::Sqlite => "TEXT",
+        _ => "DECIMAL(30,4)",
+    };
+    let sql =
+        format!("CREATE TABLE pay (id BIGINT PRIMARY KEY, salary_cents BIGINT NULL, rate {decimal} NULL)");
+    exec_on(pool, &sql).await.unwrap();
+}
+
+/// No ids.
+const NONE: [i64; 0] = [];
+
+/// The ids `sql` returns (a column named `id`), in order.
+async fn ids(repo: &Repo, sql: &str, params: &Params) -> Vec<i64> {
+    let rows = repo.query(sql, params).await.unwrap();
+    rows.iter().map(|r| r.get("id").and_then(Value::as_i64).unwrap()).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn null_parameters_take_their_type_from_the_statement() {
+    for_each_backend(&MIGRATIONS, |pool| async move {
+        let backend = pool.backend();
+        let repo = Repo::new(pool.clone());
+        create_pay_table(&pool).await;
+        let insert = "INSERT INTO pay (id, salary_cents, rate) VALUES (:id, :s, :r)";
+        for (id, cents) in [(1, 100), (2, 200)] {
+            let p = Params::new().set("id", id).set("s", cents).set("r", Value::Null);
+            assert_eq!(repo.execute(insert, &p).await.unwrap(), 1, "{backend}");
+        }
+
+        // PostgreSQL refused a NULL bound as text here: "column "salary_cents" is of type bigint
+        // but expression is of type text".
+        let set = "UPDATE pay SET salary_cents = :s WHERE id = :id";
+        let n = repo.execute(set, &Params::new().set("s", Value::Null).set("id", 1)).await.unwrap();
+        assert_eq!(n, 1, "{backend}");
+        let rows =
+            repo.query("SELECT id, salary_cents, rate FROM pay ORDER BY id", &Params::new()).await.unwrap();
+        assert_eq!(rows[0].get("salary_cents"), Some(&Value::Null), "{backend}");
+        assert_eq!(rows[0].get("rate"), Some(&Value::Null), "{backend}");
+        assert_eq!(rows[1].get("salary_cents"), Some(&Value::Int(200)), "{backend}");
+
+        // In a WHERE clause a NULL matches nothing, not even the NULL row; the optional-filter
+        // idiom (`:s IS NULL OR …`) and a bare `SELECT :s` work too.
+        let null = Params::new().set("s", Value::Null);
+        assert_eq!(ids(&repo, "SELECT id FROM pay WHERE salary_cents = :s", &null).await, NONE, "{backend}");
+        assert_eq!(ids(&repo, "SELECT id FROM pay WHERE salary_cents <> :s", &null).await, NONE, "{backend}");
+        let optional = "SELECT id FROM pay WHERE :s IS NULL OR salary_cents = :s ORDER BY id";
+        assert_eq!(ids(&repo, optional, &null).await, [1, 2], "{backend}");
+        assert_eq!(ids(&repo, optional, &Params::new().set("s", 200)).await, [2], "{backend}");
+        let rows = repo.query("SELECT :s AS v", &null).await.unwrap();
+        assert_eq!(rows[0].get("v"), Some(&Value::Null), "{backend}");
+
+        // The same statement on the demo schema, whose salary_cents is NOT NULL: the same
+        // not-null violation everywhere.
+        let user = repo.create_user(&NewUser::new("Nul", "nul@example.com")).await.unwrap();
+        let job = repo.create_job(&NewJob::new(user.id, "Tester", 100)).await.unwrap();
+        let jobs = "UPDATE jobs SET salary_cents = :s WHERE id = :id";
+        let err =
+            repo.execute(jobs, &Params::new().set("s", Value::Null).set("id", job.id)).await.unwrap_err();
+        assert_eq!(err.kind(), Some(ErrorKind::NotNullViolation), "{backend}: {err}");
+        assert_eq!(repo.get_job(job.id).await.unwrap().salary_cents, 100, "{backend}");
     })
     .await;
 }

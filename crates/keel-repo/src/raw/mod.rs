@@ -2,9 +2,9 @@
 //!
 //! `:name` placeholders are rewritten to `$1`, `$2`, … (PostgreSQL) or `?` (MySQL, SQLite), but
 //! never inside string literals, quoted identifiers, comments or PostgreSQL dollar quotes, and
-//! `::type` casts are left alone. Values are always bound, never spliced into the text. What the
-//! seeds did with SQLAlchemy's `text()` + `.mappings()`, aiomysql's `DictCursor` or asyncpg's
-//! `Record`:
+//! `::type` casts are left alone. Values are always bound, never spliced into the text (the one
+//! exception is the keyword `NULL`, below). What the seeds did with SQLAlchemy's `text()` +
+//! `.mappings()`, aiomysql's `DictCursor` or asyncpg's `Record`:
 //!
 //! ```no_run
 //! # async fn demo(repo: keel_repo::Repo) -> Result<(), keel_repo::Error> {
@@ -21,6 +21,14 @@
 //!
 //! A parameter the SQL uses but `params` lacks, and one `params` has but the SQL never uses
 //! (usually a typo), are both `invalid_input` errors naming it.
+//!
+//! # NULL parameters
+//!
+//! The same statement gives the same answer on every backend, also for [`Value::Null`], whose
+//! SQL type is not fixed by the value: it takes the type its place needs. `SET salary_cents =
+//! :s`, `col = :s` (no row matches) and `:s IS NULL` all work. On PostgreSQL it is written into
+//! the statement as the keyword `NULL` (a constant, never input text), which the server types
+//! from context as it does a literal; MySQL and SQLite bind it.
 
 mod decode;
 mod rewrite;
@@ -31,11 +39,11 @@ pub use value::{Row, Value};
 
 use diesel::mysql::Mysql;
 use diesel::pg::Pg;
-use diesel::query_builder::BoxedSqlQuery;
+use diesel::query_builder::{BoxedSqlQuery, SqlQuery};
 use diesel::sql_types as st;
 use diesel::sqlite::Sqlite;
 use diesel_async::RunQueryDsl;
-use keel_pool::Conn;
+use keel_pool::{Backend, Conn};
 use keel_schema::{Id, Timestamp};
 
 use crate::Repo;
@@ -66,11 +74,30 @@ impl Params {
     }
 }
 
-/// The values in bind order, checking that every parameter is used and none is missing.
-fn bind_values<'p>(names: &[String], params: &'p Params) -> Result<Vec<&'p Value>> {
-    let mut values = Vec::with_capacity(names.len());
-    for name in names {
-        let v = params.get(name).ok_or_else(|| Error::invalid(format!("missing parameter :{name}")))?;
+/// The SQL for `backend` and its values in bind order, checking that every parameter is used,
+/// none is missing and text holds no NUL byte.
+///
+/// On PostgreSQL a NULL parameter is written as the keyword `NULL` (a constant, never input
+/// text) instead of a placeholder, so the server types it from its place in the statement as it
+/// does a literal NULL. A bound parameter needs a type: text fails on `SET bigint_col = :p`
+/// ("expression is of type text"), and none at all (oid 0) fails on `:p IS NULL` ("could not
+/// determine data type of parameter"). MySQL and SQLite take an untyped bound NULL anywhere.
+fn prepare<'p>(sql: &str, backend: Backend, params: &'p Params) -> Result<(String, Vec<&'p Value>)> {
+    let inline_null = |name: &str| backend == Backend::Postgres && params.get(name) == Some(&Value::Null);
+    let rewritten = rewrite::rewrite_with(sql, backend, inline_null)?;
+    for name in &rewritten.used {
+        if params.get(name).is_none() {
+            return Err(Error::invalid(format!("missing parameter :{name}")));
+        }
+    }
+    let unused: Vec<String> =
+        params.0.iter().filter(|(n, _)| !rewritten.used.contains(n)).map(|(n, _)| format!(":{n}")).collect();
+    if !unused.is_empty() {
+        return Err(Error::invalid(format!("parameters not used by the SQL: {}", unused.join(", "))));
+    }
+    let mut values = Vec::with_capacity(rewritten.binds.len());
+    for name in &rewritten.binds {
+        let v = params.get(name).expect("every used name was found above");
         if let Value::Text(t) = v
             && t.contains('\0')
         {
@@ -80,21 +107,17 @@ fn bind_values<'p>(names: &[String], params: &'p Params) -> Result<Vec<&'p Value
         }
         values.push(v);
     }
-    let unused: Vec<String> =
-        params.0.iter().filter(|(n, _)| !names.contains(n)).map(|(n, _)| format!(":{n}")).collect();
-    if !unused.is_empty() {
-        return Err(Error::invalid(format!("parameters not used by the SQL: {}", unused.join(", "))));
-    }
-    Ok(values)
+    Ok((rewritten.sql, values))
 }
 
 /// Binds `values` onto a boxed SQL query for one backend.
 macro_rules! bind_values {
     ($db:ty, $sql:expr, $values:expr) => {{
-        let mut q: BoxedSqlQuery<'_, $db, diesel::query_builder::SqlQuery> =
-            diesel::sql_query($sql).into_boxed::<$db>();
+        let mut q: BoxedSqlQuery<'_, $db, SqlQuery> = diesel::sql_query($sql).into_boxed::<$db>();
         for v in $values {
             q = match v {
+                // Only MySQL and SQLite bind NULLs (`prepare` inlines them on PostgreSQL),
+                // and take one of any type.
                 Value::Null => q.bind::<st::Nullable<st::Text>, _>(None::<String>),
                 Value::Bool(b) => q.bind::<st::Bool, _>(*b),
                 Value::Int(i) => q.bind::<st::BigInt, _>(*i),
@@ -146,15 +169,13 @@ macro_rules! on_backend {
 /// Runs `sql` with `params` on `conn` and returns the rows (see the [module docs](self)). Use
 /// it inside [`Pool::transaction`](keel_pool::Pool::transaction) closures.
 pub async fn query_on(conn: &mut Conn, sql: &str, params: &Params) -> Result<Vec<Row>> {
-    let (text, names) = rewrite(sql, conn.backend())?;
-    let values = bind_values(&names, params)?;
+    let (text, values) = prepare(sql, conn.backend(), params)?;
     on_backend!(conn, |c, DB| bind_values!(DB, text.clone(), &values).load::<Row>(c).await)
 }
 
 /// Runs a statement with `params` on `conn`; the number of rows it affected.
 pub async fn execute_on(conn: &mut Conn, sql: &str, params: &Params) -> Result<usize> {
-    let (text, names) = rewrite(sql, conn.backend())?;
-    let values = bind_values(&names, params)?;
+    let (text, values) = prepare(sql, conn.backend(), params)?;
     on_backend!(conn, |c, DB| bind_values!(DB, text.clone(), &values).execute(c).await)
 }
 
@@ -178,16 +199,19 @@ mod tests {
 
     #[test]
     fn missing_and_unused_parameters_are_named() {
-        let (_, names) = rewrite("SELECT :a, :b", Backend::Postgres).unwrap();
-        let err = bind_values(&names, &Params::new().set("a", 1)).unwrap_err();
+        let sql = "SELECT :a, :b";
+        let pg = Backend::Postgres;
+        let err = prepare(sql, pg, &Params::new().set("a", 1)).unwrap_err();
         assert!(err.to_string().contains("missing parameter :b"), "{err}");
-        let err = bind_values(&names, &Params::new().set("a", 1).set("b", 2).set("typo", 3)).unwrap_err();
+        let err = prepare(sql, pg, &Params::new().set("a", 1).set("b", 2).set("typo", 3)).unwrap_err();
         assert!(err.to_string().contains(":typo"), "{err}");
-        let err = bind_values(&names, &Params::new().set("a", "x\0").set("b", 2)).unwrap_err();
+        let err = prepare(sql, pg, &Params::new().set("a", "x\0").set("b", 2)).unwrap_err();
         assert_eq!(err.kind(), Some(keel_pool::ErrorKind::InvalidInput));
-        assert_eq!(
-            bind_values(&names, &Params::new().set("a", 1).set("b", Option::<i64>::None)).unwrap().len(),
-            2
-        );
+        // A NULL inlined on PostgreSQL is still a used parameter.
+        let none = Params::new().set("a", 1).set("b", Option::<i64>::None);
+        let (text, binds) = prepare(sql, pg, &none).unwrap();
+        assert_eq!((text.as_str(), binds.len()), ("SELECT $1, NULL", 1));
+        let (text, binds) = prepare(sql, Backend::Mysql, &none).unwrap();
+        assert_eq!((text.as_str(), binds.len()), ("SELECT ?, ?", 2));
     }
 }

@@ -9,7 +9,8 @@ use serde::ser::{SerializeMap, Serializer};
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
 pub enum Value {
-    /// SQL `NULL` (JSON `null`).
+    /// SQL `NULL` (JSON `null`). As a parameter it takes the type its place in the statement
+    /// needs, on every backend (see [the raw SQL docs](crate::raw#null-parameters)).
     Null,
     /// A boolean (PostgreSQL `boolean`; MySQL and SQLite have none and return integers).
     Bool(bool),
