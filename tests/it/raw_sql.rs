@@ -202,3 +202,56 @@ async fn null_parameters_take_their_type_from_the_statement() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn decimal_parameters_are_exact_numbers() {
+    for_each_backend(&MIGRATIONS, |pool| async move {
+        let backend = pool.backend();
+        let repo = Repo::new(pool.clone());
+        create_pay_table(&pool).await;
+        // 21 significant digits: an f64 holds about 16, and would call .0001 and .0002 equal.
+        let big = "12345678901234567.0001";
+        let insert = "INSERT INTO pay (id, rate) VALUES (:id, :r)";
+        for (id, rate) in [(1, big), (2, "-0.0042")] {
+            let p = Params::new().set("id", id).set("r", Value::Decimal(rate.into()));
+            assert_eq!(repo.execute(insert, &p).await.unwrap(), 1, "{backend}");
+        }
+
+        let rows = repo.query("SELECT id, rate FROM pay ORDER BY id", &Params::new()).await.unwrap();
+        let rates: Vec<_> = rows.iter().map(|r| r.get("rate").and_then(Value::as_str).unwrap()).collect();
+        assert_eq!(rates, [big, "-0.0042"], "{backend}");
+        let r = rows[0].get("rate").unwrap();
+        match backend {
+            Backend::Sqlite => assert!(matches!(r, Value::Text(_)), "{r:?}"),
+            _ => assert!(matches!(r, Value::Decimal(_)), "{backend}: {r:?}"),
+        }
+
+        // PostgreSQL refused decimal text compared with numeric: "operator does not exist:
+        // numeric = text".
+        let eq = "SELECT id FROM pay WHERE rate = :r";
+        let dec = |t: &str| Params::new().set("r", Value::Decimal(t.into()));
+        assert_eq!(ids(&repo, eq, &dec(big)).await, [1], "{backend}");
+        assert_eq!(ids(&repo, eq, &dec("12345678901234567.0002")).await, NONE, "{backend}");
+        assert_eq!(ids(&repo, eq, &dec("-0.0042")).await, [2], "{backend}");
+
+        // Into an integer column, and back out of a bare SELECT with its scale.
+        let set = "UPDATE pay SET salary_cents = :d WHERE id = :id";
+        let p = Params::new().set("d", Value::Decimal("150000".into())).set("id", 2);
+        assert_eq!(repo.execute(set, &p).await.unwrap(), 1, "{backend}");
+        let rows = repo.query("SELECT salary_cents FROM pay WHERE id = 2", &Params::new()).await.unwrap();
+        assert_eq!(rows[0].get("salary_cents"), Some(&Value::Int(150000)), "{backend}");
+        let rows = repo
+            .query("SELECT :d AS d", &Params::new().set("d", Value::Decimal("12.50".into())))
+            .await
+            .unwrap();
+        assert_eq!(rows[0].get("d").and_then(Value::as_str), Some("12.50"), "{backend}");
+
+        // Text that is not a decimal: refused before the server sees it, nothing written.
+        let p = Params::new().set("id", 3).set("r", Value::Decimal("12,50".into()));
+        let err = repo.execute(insert, &p).await.unwrap_err();
+        assert_eq!(err.kind(), Some(ErrorKind::InvalidInput), "{backend}: {err}");
+        assert!(err.to_string().contains(":r is not a decimal"), "{err}");
+        assert_eq!(count_rows(&pool, "pay").await.unwrap(), 2, "{backend}");
+    })
+    .await;
+}

@@ -22,14 +22,23 @@
 //! A parameter the SQL uses but `params` lacks, and one `params` has but the SQL never uses
 //! (usually a typo), are both `invalid_input` errors naming it.
 //!
-//! # NULL parameters
+//! # NULL and decimal parameters
 //!
-//! The same statement gives the same answer on every backend, also for [`Value::Null`], whose
-//! SQL type is not fixed by the value: it takes the type its place needs. `SET salary_cents =
-//! :s`, `col = :s` (no row matches) and `:s IS NULL` all work. On PostgreSQL it is written into
-//! the statement as the keyword `NULL` (a constant, never input text), which the server types
-//! from context as it does a literal; MySQL and SQLite bind it.
+//! The same statement gives the same answer on every backend, also for the two values whose
+//! SQL type is not fixed by the value:
+//! - [`Value::Null`] takes the type its place needs: `SET salary_cents = :s`, `col = :s` (no
+//!   row matches) and `:s IS NULL` all work. On PostgreSQL it is written into the statement as
+//!   the keyword `NULL` (a constant, never input text), which the server types from context as
+//!   it does a literal; MySQL and SQLite bind it.
+//! - [`Value::Decimal`] is bound as PostgreSQL `numeric` (binary, every digit kept), so it is
+//!   stored into and compared with `numeric` columns as a number; MySQL and SQLite get its text,
+//!   which MariaDB converts exactly to the `DECIMAL` it is stored into or compared with, and
+//!   SQLite stores by the column's affinity (SQLite has no exact decimal type: keep decimals in
+//!   `TEXT` columns there; `NUMERIC` affinity makes an integer or a float of them). Text that is
+//!   not a decimal (`12,50`) is an `invalid_input` error on every backend, naming the parameter
+//!   but not repeating the value.
 
+mod decimal;
 mod decode;
 mod rewrite;
 mod value;
@@ -46,6 +55,7 @@ use diesel_async::RunQueryDsl;
 use keel_pool::{Backend, Conn};
 use keel_schema::{Id, Timestamp};
 
+use self::decimal::Decimal;
 use crate::Repo;
 use crate::error::{Error, Result};
 
@@ -74,15 +84,24 @@ impl Params {
     }
 }
 
-/// The SQL for `backend` and its values in bind order, checking that every parameter is used,
-/// none is missing and text holds no NUL byte.
+/// A parameter ready to bind.
+#[derive(Debug)]
+enum Bind<'p> {
+    /// Bound with the same SQL type on every backend (decimals never come this way).
+    Value(&'p Value),
+    /// A checked decimal and its text (see [`BindDecimal`]).
+    Decimal(&'p str, Decimal),
+}
+
+/// The SQL for `backend` and its binds in order, checking that every parameter is used, none
+/// is missing, text holds no NUL byte and decimals are decimals.
 ///
 /// On PostgreSQL a NULL parameter is written as the keyword `NULL` (a constant, never input
 /// text) instead of a placeholder, so the server types it from its place in the statement as it
 /// does a literal NULL. A bound parameter needs a type: text fails on `SET bigint_col = :p`
 /// ("expression is of type text"), and none at all (oid 0) fails on `:p IS NULL` ("could not
 /// determine data type of parameter"). MySQL and SQLite take an untyped bound NULL anywhere.
-fn prepare<'p>(sql: &str, backend: Backend, params: &'p Params) -> Result<(String, Vec<&'p Value>)> {
+fn prepare<'p>(sql: &str, backend: Backend, params: &'p Params) -> Result<(String, Vec<Bind<'p>>)> {
     let inline_null = |name: &str| backend == Backend::Postgres && params.get(name) == Some(&Value::Null);
     let rewritten = rewrite::rewrite_with(sql, backend, inline_null)?;
     for name in &rewritten.used {
@@ -95,26 +114,81 @@ fn prepare<'p>(sql: &str, backend: Backend, params: &'p Params) -> Result<(Strin
     if !unused.is_empty() {
         return Err(Error::invalid(format!("parameters not used by the SQL: {}", unused.join(", "))));
     }
-    let mut values = Vec::with_capacity(rewritten.binds.len());
+    let mut binds = Vec::with_capacity(rewritten.binds.len());
     for name in &rewritten.binds {
         let v = params.get(name).expect("every used name was found above");
-        if let Value::Text(t) = v
-            && t.contains('\0')
-        {
-            return Err(Error::invalid(format!(
-                "parameter :{name} contains a NUL byte, which text cannot hold"
-            )));
-        }
-        values.push(v);
+        binds.push(match v {
+            Value::Text(t) if t.contains('\0') => {
+                return Err(Error::invalid(format!(
+                    "parameter :{name} contains a NUL byte, which text cannot hold"
+                )));
+            }
+            Value::Decimal(t) => Bind::Decimal(
+                t,
+                Decimal::parse(t)
+                    .map_err(|why| Error::invalid(format!("parameter :{name} is not a decimal: {why}")))?,
+            ),
+            v => Bind::Value(v),
+        });
     }
-    Ok((rewritten.sql, values))
+    Ok((rewritten.sql, binds))
 }
 
-/// Binds `values` onto a boxed SQL query for one backend.
+/// How a backend binds a decimal. PostgreSQL: binary `numeric`, so `numeric` columns take it,
+/// comparisons are numeric and every digit is kept (bound as `text` it is refused there:
+/// `numeric = text` has no operator). MySQL and SQLite: its text, which MariaDB converts to
+/// `DECIMAL` exactly and SQLite stores by the column's affinity.
+trait BindDecimal: diesel::backend::Backend + Sized {
+    /// Binds `text` (`parsed` is the same value, checked) onto `q`.
+    fn bind_decimal<'f>(
+        q: BoxedSqlQuery<'f, Self, SqlQuery>,
+        text: &str,
+        parsed: &Decimal,
+    ) -> BoxedSqlQuery<'f, Self, SqlQuery>;
+}
+
+impl BindDecimal for Pg {
+    fn bind_decimal<'f>(
+        q: BoxedSqlQuery<'f, Self, SqlQuery>,
+        _: &str,
+        parsed: &Decimal,
+    ) -> BoxedSqlQuery<'f, Self, SqlQuery> {
+        q.bind::<st::Numeric, _>(parsed.to_pg_numeric())
+    }
+}
+
+impl BindDecimal for Mysql {
+    fn bind_decimal<'f>(
+        q: BoxedSqlQuery<'f, Self, SqlQuery>,
+        text: &str,
+        _: &Decimal,
+    ) -> BoxedSqlQuery<'f, Self, SqlQuery> {
+        q.bind::<st::Text, _>(text.to_owned())
+    }
+}
+
+impl BindDecimal for Sqlite {
+    fn bind_decimal<'f>(
+        q: BoxedSqlQuery<'f, Self, SqlQuery>,
+        text: &str,
+        _: &Decimal,
+    ) -> BoxedSqlQuery<'f, Self, SqlQuery> {
+        q.bind::<st::Text, _>(text.to_owned())
+    }
+}
+
+/// Binds `binds` onto a boxed SQL query for one backend.
 macro_rules! bind_values {
-    ($db:ty, $sql:expr, $values:expr) => {{
+    ($db:ty, $sql:expr, $binds:expr) => {{
         let mut q: BoxedSqlQuery<'_, $db, SqlQuery> = diesel::sql_query($sql).into_boxed::<$db>();
-        for v in $values {
+        for b in $binds {
+            let v = match b {
+                Bind::Decimal(text, parsed) => {
+                    q = <$db as BindDecimal>::bind_decimal(q, text, parsed);
+                    continue;
+                }
+                Bind::Value(v) => v,
+            };
             q = match v {
                 // Only MySQL and SQLite bind NULLs (`prepare` inlines them on PostgreSQL),
                 // and take one of any type.
@@ -122,7 +196,8 @@ macro_rules! bind_values {
                 Value::Bool(b) => q.bind::<st::Bool, _>(*b),
                 Value::Int(i) => q.bind::<st::BigInt, _>(*i),
                 Value::Float(f) => q.bind::<st::Double, _>(*f),
-                Value::Decimal(t) | Value::Text(t) => q.bind::<st::Text, _>(t.clone()),
+                Value::Text(t) => q.bind::<st::Text, _>(t.clone()),
+                Value::Decimal(_) => unreachable!("prepare turns every decimal into Bind::Decimal"),
                 Value::Bytes(b) => q.bind::<st::Binary, _>(b.clone()),
                 Value::Uuid(u) => q.bind::<keel_schema::sql_types::Uuid, _>(Id(*u)),
                 Value::Date(d) => q.bind::<st::Date, _>(*d),
@@ -169,14 +244,14 @@ macro_rules! on_backend {
 /// Runs `sql` with `params` on `conn` and returns the rows (see the [module docs](self)). Use
 /// it inside [`Pool::transaction`](keel_pool::Pool::transaction) closures.
 pub async fn query_on(conn: &mut Conn, sql: &str, params: &Params) -> Result<Vec<Row>> {
-    let (text, values) = prepare(sql, conn.backend(), params)?;
-    on_backend!(conn, |c, DB| bind_values!(DB, text.clone(), &values).load::<Row>(c).await)
+    let (text, binds) = prepare(sql, conn.backend(), params)?;
+    on_backend!(conn, |c, DB| bind_values!(DB, text.clone(), &binds).load::<Row>(c).await)
 }
 
 /// Runs a statement with `params` on `conn`; the number of rows it affected.
 pub async fn execute_on(conn: &mut Conn, sql: &str, params: &Params) -> Result<usize> {
-    let (text, values) = prepare(sql, conn.backend(), params)?;
-    on_backend!(conn, |c, DB| bind_values!(DB, text.clone(), &values).execute(c).await)
+    let (text, binds) = prepare(sql, conn.backend(), params)?;
+    on_backend!(conn, |c, DB| bind_values!(DB, text.clone(), &binds).execute(c).await)
 }
 
 impl Repo {
@@ -213,5 +288,16 @@ mod tests {
         assert_eq!((text.as_str(), binds.len()), ("SELECT $1, NULL", 1));
         let (text, binds) = prepare(sql, Backend::Mysql, &none).unwrap();
         assert_eq!((text.as_str(), binds.len()), ("SELECT ?, ?", 2));
+    }
+
+    #[test]
+    fn malformed_decimals_are_invalid_input_on_every_backend() {
+        for backend in Backend::ALL {
+            let params = Params::new().set("d", Value::Decimal("12,50".into()));
+            let err = prepare("SELECT :d", backend, &params).unwrap_err();
+            assert_eq!(err.kind(), Some(keel_pool::ErrorKind::InvalidInput), "{backend}");
+            assert!(err.to_string().contains("parameter :d is not a decimal"), "{backend}: {err}");
+            assert!(!err.to_string().contains("12,50"), "the value stays out of the message: {err}");
+        }
     }
 }
