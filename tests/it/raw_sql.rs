@@ -5,8 +5,8 @@ use keel_pool::{Backend, ErrorKind};
 use keel_repo::Repo;
 use keel_repo::raw::{Params, Value};
 use keel_schema::MIGRATIONS;
-use keel_schema::{Id, NewUser};
-use keel_test::{count_rows, for_each_backend};
+use keel_schema::{Id, NewJob, NewUser};
+use keel_test::{count_rows, exec_on, for_each_backend};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn named_parameters_bind_and_rows_come_back_typed() {
@@ -130,6 +130,128 @@ async fn named_parameters_bind_and_rows_come_back_typed() {
             })
             .await;
         assert_eq!(got.unwrap(), 5);
+    })
+    .await;
+}
+
+/// A table of the test's own database with a nullable integer and an exact decimal:
+/// `DECIMAL(30,4)` on PostgreSQL and MySQL, `TEXT` on SQLite, which has no exact decimal type
+/// (`NUMERIC` affinity would store `12345678901234567.0001` as the integer 12345678901234568).
+async fn create_pay_table(pool: &keel_pool::Pool) {
+    let decimal = match pool.backend() {
+        Backend::Sqlite => "TEXT",
+        _ => "DECIMAL(30,4)",
+    };
+    let sql =
+        format!("CREATE TABLE pay (id BIGINT PRIMARY KEY, salary_cents BIGINT NULL, rate {decimal} NULL)");
+    exec_on(pool, &sql).await.unwrap();
+}
+
+/// No ids.
+const NONE: [i64; 0] = [];
+
+/// The ids `sql` returns (a column named `id`), in order.
+async fn ids(repo: &Repo, sql: &str, params: &Params) -> Vec<i64> {
+    let rows = repo.query(sql, params).await.unwrap();
+    rows.iter().map(|r| r.get("id").and_then(Value::as_i64).unwrap()).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn null_parameters_take_their_type_from_the_statement() {
+    for_each_backend(&MIGRATIONS, |pool| async move {
+        let backend = pool.backend();
+        let repo = Repo::new(pool.clone());
+        create_pay_table(&pool).await;
+        let insert = "INSERT INTO pay (id, salary_cents, rate) VALUES (:id, :s, :r)";
+        for (id, cents) in [(1, 100), (2, 200)] {
+            let p = Params::new().set("id", id).set("s", cents).set("r", Value::Null);
+            assert_eq!(repo.execute(insert, &p).await.unwrap(), 1, "{backend}");
+        }
+
+        // PostgreSQL refused a NULL bound as text here: "column "salary_cents" is of type bigint
+        // but expression is of type text".
+        let set = "UPDATE pay SET salary_cents = :s WHERE id = :id";
+        let n = repo.execute(set, &Params::new().set("s", Value::Null).set("id", 1)).await.unwrap();
+        assert_eq!(n, 1, "{backend}");
+        let rows =
+            repo.query("SELECT id, salary_cents, rate FROM pay ORDER BY id", &Params::new()).await.unwrap();
+        assert_eq!(rows[0].get("salary_cents"), Some(&Value::Null), "{backend}");
+        assert_eq!(rows[0].get("rate"), Some(&Value::Null), "{backend}");
+        assert_eq!(rows[1].get("salary_cents"), Some(&Value::Int(200)), "{backend}");
+
+        // In a WHERE clause a NULL matches nothing, not even the NULL row; the optional-filter
+        // idiom (`:s IS NULL OR …`) and a bare `SELECT :s` work too.
+        let null = Params::new().set("s", Value::Null);
+        assert_eq!(ids(&repo, "SELECT id FROM pay WHERE salary_cents = :s", &null).await, NONE, "{backend}");
+        assert_eq!(ids(&repo, "SELECT id FROM pay WHERE salary_cents <> :s", &null).await, NONE, "{backend}");
+        let optional = "SELECT id FROM pay WHERE :s IS NULL OR salary_cents = :s ORDER BY id";
+        assert_eq!(ids(&repo, optional, &null).await, [1, 2], "{backend}");
+        assert_eq!(ids(&repo, optional, &Params::new().set("s", 200)).await, [2], "{backend}");
+        let rows = repo.query("SELECT :s AS v", &null).await.unwrap();
+        assert_eq!(rows[0].get("v"), Some(&Value::Null), "{backend}");
+
+        // The same statement on the demo schema, whose salary_cents is NOT NULL: the same
+        // not-null violation everywhere.
+        let user = repo.create_user(&NewUser::new("Nul", "nul@example.com")).await.unwrap();
+        let job = repo.create_job(&NewJob::new(user.id, "Tester", 100)).await.unwrap();
+        let jobs = "UPDATE jobs SET salary_cents = :s WHERE id = :id";
+        let err =
+            repo.execute(jobs, &Params::new().set("s", Value::Null).set("id", job.id)).await.unwrap_err();
+        assert_eq!(err.kind(), Some(ErrorKind::NotNullViolation), "{backend}: {err}");
+        assert_eq!(repo.get_job(job.id).await.unwrap().salary_cents, 100, "{backend}");
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn decimal_parameters_are_exact_numbers() {
+    for_each_backend(&MIGRATIONS, |pool| async move {
+        let backend = pool.backend();
+        let repo = Repo::new(pool.clone());
+        create_pay_table(&pool).await;
+        // 21 significant digits: an f64 holds about 16, and would call .0001 and .0002 equal.
+        let big = "12345678901234567.0001";
+        let insert = "INSERT INTO pay (id, rate) VALUES (:id, :r)";
+        for (id, rate) in [(1, big), (2, "-0.0042")] {
+            let p = Params::new().set("id", id).set("r", Value::Decimal(rate.into()));
+            assert_eq!(repo.execute(insert, &p).await.unwrap(), 1, "{backend}");
+        }
+
+        let rows = repo.query("SELECT id, rate FROM pay ORDER BY id", &Params::new()).await.unwrap();
+        let rates: Vec<_> = rows.iter().map(|r| r.get("rate").and_then(Value::as_str).unwrap()).collect();
+        assert_eq!(rates, [big, "-0.0042"], "{backend}");
+        let r = rows[0].get("rate").unwrap();
+        match backend {
+            Backend::Sqlite => assert!(matches!(r, Value::Text(_)), "{r:?}"),
+            _ => assert!(matches!(r, Value::Decimal(_)), "{backend}: {r:?}"),
+        }
+
+        // PostgreSQL refused decimal text compared with numeric: "operator does not exist:
+        // numeric = text".
+        let eq = "SELECT id FROM pay WHERE rate = :r";
+        let dec = |t: &str| Params::new().set("r", Value::Decimal(t.into()));
+        assert_eq!(ids(&repo, eq, &dec(big)).await, [1], "{backend}");
+        assert_eq!(ids(&repo, eq, &dec("12345678901234567.0002")).await, NONE, "{backend}");
+        assert_eq!(ids(&repo, eq, &dec("-0.0042")).await, [2], "{backend}");
+
+        // Into an integer column, and back out of a bare SELECT with its scale.
+        let set = "UPDATE pay SET salary_cents = :d WHERE id = :id";
+        let p = Params::new().set("d", Value::Decimal("150000".into())).set("id", 2);
+        assert_eq!(repo.execute(set, &p).await.unwrap(), 1, "{backend}");
+        let rows = repo.query("SELECT salary_cents FROM pay WHERE id = 2", &Params::new()).await.unwrap();
+        assert_eq!(rows[0].get("salary_cents"), Some(&Value::Int(150000)), "{backend}");
+        let rows = repo
+            .query("SELECT :d AS d", &Params::new().set("d", Value::Decimal("12.50".into())))
+            .await
+            .unwrap();
+        assert_eq!(rows[0].get("d").and_then(Value::as_str), Some("12.50"), "{backend}");
+
+        // Text that is not a decimal: refused before the server sees it, nothing written.
+        let p = Params::new().set("id", 3).set("r", Value::Decimal("12,50".into()));
+        let err = repo.execute(insert, &p).await.unwrap_err();
+        assert_eq!(err.kind(), Some(ErrorKind::InvalidInput), "{backend}: {err}");
+        assert!(err.to_string().contains(":r is not a decimal"), "{err}");
+        assert_eq!(count_rows(&pool, "pay").await.unwrap(), 2, "{backend}");
     })
     .await;
 }

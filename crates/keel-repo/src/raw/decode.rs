@@ -39,7 +39,7 @@ where
 }
 
 /// PostgreSQL `numeric` (base-10000 digit groups) as decimal text.
-fn numeric_text(n: diesel::pg::data_types::PgNumeric) -> String {
+pub(super) fn numeric_text(n: diesel::pg::data_types::PgNumeric) -> String {
     use diesel::pg::data_types::PgNumeric;
     let (neg, weight, scale, digits) = match n {
         PgNumeric::Positive { weight, scale, digits } => (false, weight, scale, digits),

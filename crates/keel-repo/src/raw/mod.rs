@@ -2,9 +2,9 @@
 //!
 //! `:name` placeholders are rewritten to `$1`, `$2`, … (PostgreSQL) or `?` (MySQL, SQLite), but
 //! never inside string literals, quoted identifiers, comments or PostgreSQL dollar quotes, and
-//! `::type` casts are left alone. Values are always bound, never spliced into the text. What the
-//! seeds did with SQLAlchemy's `text()` + `.mappings()`, aiomysql's `DictCursor` or asyncpg's
-//! `Record`:
+//! `::type` casts are left alone. Values are always bound, never spliced into the text (the one
+//! exception is the keyword `NULL`, below). What the seeds did with SQLAlchemy's `text()` +
+//! `.mappings()`, aiomysql's `DictCursor` or asyncpg's `Record`:
 //!
 //! ```no_run
 //! # async fn demo(repo: keel_repo::Repo) -> Result<(), keel_repo::Error> {
@@ -21,7 +21,24 @@
 //!
 //! A parameter the SQL uses but `params` lacks, and one `params` has but the SQL never uses
 //! (usually a typo), are both `invalid_input` errors naming it.
+//!
+//! # NULL and decimal parameters
+//!
+//! The same statement gives the same answer on every backend, also for the two values whose
+//! SQL type is not fixed by the value:
+//! - [`Value::Null`] takes the type its place needs: `SET salary_cents = :s`, `col = :s` (no
+//!   row matches) and `:s IS NULL` all work. On PostgreSQL it is written into the statement as
+//!   the keyword `NULL` (a constant, never input text), which the server types from context as
+//!   it does a literal; MySQL and SQLite bind it.
+//! - [`Value::Decimal`] is bound as PostgreSQL `numeric` (binary, every digit kept), so it is
+//!   stored into and compared with `numeric` columns as a number; MySQL and SQLite get its text,
+//!   which MariaDB converts exactly to the `DECIMAL` it is stored into or compared with, and
+//!   SQLite stores by the column's affinity (SQLite has no exact decimal type: keep decimals in
+//!   `TEXT` columns there; `NUMERIC` affinity makes an integer or a float of them). Text that is
+//!   not a decimal (`12,50`) is an `invalid_input` error on every backend, naming the parameter
+//!   but not repeating the value.
 
+mod decimal;
 mod decode;
 mod rewrite;
 mod value;
@@ -31,13 +48,14 @@ pub use value::{Row, Value};
 
 use diesel::mysql::Mysql;
 use diesel::pg::Pg;
-use diesel::query_builder::BoxedSqlQuery;
+use diesel::query_builder::{BoxedSqlQuery, SqlQuery};
 use diesel::sql_types as st;
 use diesel::sqlite::Sqlite;
 use diesel_async::RunQueryDsl;
-use keel_pool::Conn;
+use keel_pool::{Backend, Conn};
 use keel_schema::{Id, Timestamp};
 
+use self::decimal::Decimal;
 use crate::Repo;
 use crate::error::{Error, Result};
 
@@ -66,40 +84,120 @@ impl Params {
     }
 }
 
-/// The values in bind order, checking that every parameter is used and none is missing.
-fn bind_values<'p>(names: &[String], params: &'p Params) -> Result<Vec<&'p Value>> {
-    let mut values = Vec::with_capacity(names.len());
-    for name in names {
-        let v = params.get(name).ok_or_else(|| Error::invalid(format!("missing parameter :{name}")))?;
-        if let Value::Text(t) = v
-            && t.contains('\0')
-        {
-            return Err(Error::invalid(format!(
-                "parameter :{name} contains a NUL byte, which text cannot hold"
-            )));
+/// A parameter ready to bind.
+#[derive(Debug)]
+enum Bind<'p> {
+    /// Bound with the same SQL type on every backend (decimals never come this way).
+    Value(&'p Value),
+    /// A checked decimal and its text (see [`BindDecimal`]).
+    Decimal(&'p str, Decimal),
+}
+
+/// The SQL for `backend` and its binds in order, checking that every parameter is used, none
+/// is missing, text holds no NUL byte and decimals are decimals.
+///
+/// On PostgreSQL a NULL parameter is written as the keyword `NULL` (a constant, never input
+/// text) instead of a placeholder, so the server types it from its place in the statement as it
+/// does a literal NULL. A bound parameter needs a type: text fails on `SET bigint_col = :p`
+/// ("expression is of type text"), and none at all (oid 0) fails on `:p IS NULL` ("could not
+/// determine data type of parameter"). MySQL and SQLite take an untyped bound NULL anywhere.
+fn prepare<'p>(sql: &str, backend: Backend, params: &'p Params) -> Result<(String, Vec<Bind<'p>>)> {
+    let inline_null = |name: &str| backend == Backend::Postgres && params.get(name) == Some(&Value::Null);
+    let rewritten = rewrite::rewrite_with(sql, backend, inline_null)?;
+    for name in &rewritten.used {
+        if params.get(name).is_none() {
+            return Err(Error::invalid(format!("missing parameter :{name}")));
         }
-        values.push(v);
     }
     let unused: Vec<String> =
-        params.0.iter().filter(|(n, _)| !names.contains(n)).map(|(n, _)| format!(":{n}")).collect();
+        params.0.iter().filter(|(n, _)| !rewritten.used.contains(n)).map(|(n, _)| format!(":{n}")).collect();
     if !unused.is_empty() {
         return Err(Error::invalid(format!("parameters not used by the SQL: {}", unused.join(", "))));
     }
-    Ok(values)
+    let mut binds = Vec::with_capacity(rewritten.binds.len());
+    for name in &rewritten.binds {
+        let v = params.get(name).expect("every used name was found above");
+        binds.push(match v {
+            Value::Text(t) if t.contains('\0') => {
+                return Err(Error::invalid(format!(
+                    "parameter :{name} contains a NUL byte, which text cannot hold"
+                )));
+            }
+            Value::Decimal(t) => Bind::Decimal(
+                t,
+                Decimal::parse(t)
+                    .map_err(|why| Error::invalid(format!("parameter :{name} is not a decimal: {why}")))?,
+            ),
+            v => Bind::Value(v),
+        });
+    }
+    Ok((rewritten.sql, binds))
 }
 
-/// Binds `values` onto a boxed SQL query for one backend.
+/// How a backend binds a decimal. PostgreSQL: binary `numeric`, so `numeric` columns take it,
+/// comparisons are numeric and every digit is kept (bound as `text` it is refused there:
+/// `numeric = text` has no operator). MySQL and SQLite: its text, which MariaDB converts to
+/// `DECIMAL` exactly and SQLite stores by the column's affinity.
+trait BindDecimal: diesel::backend::Backend + Sized {
+    /// Binds `text` (`parsed` is the same value, checked) onto `q`.
+    fn bind_decimal<'f>(
+        q: BoxedSqlQuery<'f, Self, SqlQuery>,
+        text: &str,
+        parsed: &Decimal,
+    ) -> BoxedSqlQuery<'f, Self, SqlQuery>;
+}
+
+impl BindDecimal for Pg {
+    fn bind_decimal<'f>(
+        q: BoxedSqlQuery<'f, Self, SqlQuery>,
+        _: &str,
+        parsed: &Decimal,
+    ) -> BoxedSqlQuery<'f, Self, SqlQuery> {
+        q.bind::<st::Numeric, _>(parsed.to_pg_numeric())
+    }
+}
+
+impl BindDecimal for Mysql {
+    fn bind_decimal<'f>(
+        q: BoxedSqlQuery<'f, Self, SqlQuery>,
+        text: &str,
+        _: &Decimal,
+    ) -> BoxedSqlQuery<'f, Self, SqlQuery> {
+        q.bind::<st::Text, _>(text.to_owned())
+    }
+}
+
+impl BindDecimal for Sqlite {
+    fn bind_decimal<'f>(
+        q: BoxedSqlQuery<'f, Self, SqlQuery>,
+        text: &str,
+        _: &Decimal,
+    ) -> BoxedSqlQuery<'f, Self, SqlQuery> {
+        q.bind::<st::Text, _>(text.to_owned())
+    }
+}
+
+/// Binds `binds` onto a boxed SQL query for one backend.
 macro_rules! bind_values {
-    ($db:ty, $sql:expr, $values:expr) => {{
-        let mut q: BoxedSqlQuery<'_, $db, diesel::query_builder::SqlQuery> =
-            diesel::sql_query($sql).into_boxed::<$db>();
-        for v in $values {
+    ($db:ty, $sql:expr, $binds:expr) => {{
+        let mut q: BoxedSqlQuery<'_, $db, SqlQuery> = diesel::sql_query($sql).into_boxed::<$db>();
+        for b in $binds {
+            let v = match b {
+                Bind::Decimal(text, parsed) => {
+                    q = <$db as BindDecimal>::bind_decimal(q, text, parsed);
+                    continue;
+                }
+                Bind::Value(v) => v,
+            };
             q = match v {
+                // Only MySQL and SQLite bind NULLs (`prepare` inlines them on PostgreSQL),
+                // and take one of any type.
                 Value::Null => q.bind::<st::Nullable<st::Text>, _>(None::<String>),
                 Value::Bool(b) => q.bind::<st::Bool, _>(*b),
                 Value::Int(i) => q.bind::<st::BigInt, _>(*i),
                 Value::Float(f) => q.bind::<st::Double, _>(*f),
-                Value::Decimal(t) | Value::Text(t) => q.bind::<st::Text, _>(t.clone()),
+                Value::Text(t) => q.bind::<st::Text, _>(t.clone()),
+                Value::Decimal(_) => unreachable!("prepare turns every decimal into Bind::Decimal"),
                 Value::Bytes(b) => q.bind::<st::Binary, _>(b.clone()),
                 Value::Uuid(u) => q.bind::<keel_schema::sql_types::Uuid, _>(Id(*u)),
                 Value::Date(d) => q.bind::<st::Date, _>(*d),
@@ -146,16 +244,14 @@ macro_rules! on_backend {
 /// Runs `sql` with `params` on `conn` and returns the rows (see the [module docs](self)). Use
 /// it inside [`Pool::transaction`](keel_pool::Pool::transaction) closures.
 pub async fn query_on(conn: &mut Conn, sql: &str, params: &Params) -> Result<Vec<Row>> {
-    let (text, names) = rewrite(sql, conn.backend())?;
-    let values = bind_values(&names, params)?;
-    on_backend!(conn, |c, DB| bind_values!(DB, text.clone(), &values).load::<Row>(c).await)
+    let (text, binds) = prepare(sql, conn.backend(), params)?;
+    on_backend!(conn, |c, DB| bind_values!(DB, text.clone(), &binds).load::<Row>(c).await)
 }
 
 /// Runs a statement with `params` on `conn`; the number of rows it affected.
 pub async fn execute_on(conn: &mut Conn, sql: &str, params: &Params) -> Result<usize> {
-    let (text, names) = rewrite(sql, conn.backend())?;
-    let values = bind_values(&names, params)?;
-    on_backend!(conn, |c, DB| bind_values!(DB, text.clone(), &values).execute(c).await)
+    let (text, binds) = prepare(sql, conn.backend(), params)?;
+    on_backend!(conn, |c, DB| bind_values!(DB, text.clone(), &binds).execute(c).await)
 }
 
 impl Repo {
@@ -192,16 +288,30 @@ mod tests {
 
     #[test]
     fn missing_and_unused_parameters_are_named() {
-        let (_, names) = rewrite("SELECT :a, :b", Backend::Postgres).unwrap();
-        let err = bind_values(&names, &Params::new().set("a", 1)).unwrap_err();
+        let sql = "SELECT :a, :b";
+        let pg = Backend::Postgres;
+        let err = prepare(sql, pg, &Params::new().set("a", 1)).unwrap_err();
         assert!(err.to_string().contains("missing parameter :b"), "{err}");
-        let err = bind_values(&names, &Params::new().set("a", 1).set("b", 2).set("typo", 3)).unwrap_err();
+        let err = prepare(sql, pg, &Params::new().set("a", 1).set("b", 2).set("typo", 3)).unwrap_err();
         assert!(err.to_string().contains(":typo"), "{err}");
-        let err = bind_values(&names, &Params::new().set("a", "x\0").set("b", 2)).unwrap_err();
+        let err = prepare(sql, pg, &Params::new().set("a", "x\0").set("b", 2)).unwrap_err();
         assert_eq!(err.kind(), Some(keel_pool::ErrorKind::InvalidInput));
-        assert_eq!(
-            bind_values(&names, &Params::new().set("a", 1).set("b", Option::<i64>::None)).unwrap().len(),
-            2
-        );
+        // A NULL inlined on PostgreSQL is still a used parameter.
+        let none = Params::new().set("a", 1).set("b", Option::<i64>::None);
+        let (text, binds) = prepare(sql, pg, &none).unwrap();
+        assert_eq!((text.as_str(), binds.len()), ("SELECT $1, NULL", 1));
+        let (text, binds) = prepare(sql, Backend::Mysql, &none).unwrap();
+        assert_eq!((text.as_str(), binds.len()), ("SELECT ?, ?", 2));
+    }
+
+    #[test]
+    fn malformed_decimals_are_invalid_input_on_every_backend() {
+        for backend in Backend::ALL {
+            let params = Params::new().set("d", Value::Decimal("12,50".into()));
+            let err = prepare("SELECT :d", backend, &params).unwrap_err();
+            assert_eq!(err.kind(), Some(keel_pool::ErrorKind::InvalidInput), "{backend}");
+            assert!(err.to_string().contains("parameter :d is not a decimal"), "{backend}: {err}");
+            assert!(!err.to_string().contains("12,50"), "the value stays out of the message: {err}");
+        }
     }
 }

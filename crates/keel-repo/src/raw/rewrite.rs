@@ -13,9 +13,32 @@ use crate::error::{Error, Result};
 /// Fails on a `?` (MySQL, SQLite) or `$n` (PostgreSQL) placeholder outside literals: mixing
 /// them with named parameters would shift every position.
 pub fn rewrite(sql: &str, backend: Backend) -> Result<(String, Vec<String>)> {
+    let Rewritten { sql, binds, .. } = rewrite_with(sql, backend, |_| false)?;
+    Ok((sql, binds))
+}
+
+/// What [`rewrite_with`] made of the SQL.
+#[derive(Debug, PartialEq)]
+pub(super) struct Rewritten {
+    /// The SQL with placeholders.
+    pub sql: String,
+    /// Per bind position, the parameter name.
+    pub binds: Vec<String>,
+    /// Every name the SQL uses, once each, in order of first use (inlined ones included).
+    pub used: Vec<String>,
+}
+
+/// [`rewrite`], but a name for which `inline_null` says yes becomes the keyword `NULL` (a
+/// constant, never input text) instead of a placeholder, and takes no bind position.
+pub(super) fn rewrite_with(
+    sql: &str,
+    backend: Backend,
+    inline_null: impl Fn(&str) -> bool,
+) -> Result<Rewritten> {
     let chars: Vec<char> = sql.chars().collect();
     let mut out = String::with_capacity(sql.len() + 8);
     let mut names: Vec<String> = Vec::new();
+    let mut used: Vec<String> = Vec::new();
     let mut i = 0;
     let pg = backend == Backend::Postgres;
     let my = backend == Backend::Mysql;
@@ -104,7 +127,12 @@ pub fn rewrite(sql: &str, backend: Backend) -> Result<(String, Vec<String>)> {
             ':' if next.is_some_and(ident_start) && !(i > 0 && ident(chars[i - 1]) && pg) => {
                 let end = chars[i + 1..].iter().position(|&c| !ident(c)).map_or(chars.len(), |p| i + 1 + p);
                 let name: String = chars[i + 1..end].iter().collect();
-                if pg {
+                if !used.contains(&name) {
+                    used.push(name.clone());
+                }
+                if inline_null(&name) {
+                    out.push_str("NULL");
+                } else if pg {
                     let n = match names.iter().position(|x| *x == name) {
                         Some(p) => p + 1,
                         None => {
@@ -126,7 +154,7 @@ pub fn rewrite(sql: &str, backend: Backend) -> Result<(String, Vec<String>)> {
             }
         }
     }
-    Ok((out, names))
+    Ok(Rewritten { sql: out, binds: names, used })
 }
 #[cfg(test)]
 mod tests {
@@ -176,5 +204,20 @@ mod tests {
         );
         // A `?` inside a literal is fine.
         assert_eq!(my("SELECT '?', :a").0, "SELECT '?', ?");
+    }
+
+    #[test]
+    fn inlined_nulls_take_no_position_but_count_as_used() {
+        let sql = "SELECT :a, :n, :b, :n::int, ':n' -- :n";
+        let r = rewrite_with(sql, Backend::Postgres, |n| n == "n").unwrap();
+        assert_eq!(r.sql, "SELECT $1, NULL, $2, NULL::int, ':n' -- :n");
+        assert_eq!(r.binds, ["a", "b"]);
+        assert_eq!(r.used, ["a", "n", "b"]);
+        let r = rewrite_with(sql, Backend::Mysql, |n| n == "n").unwrap();
+        assert_eq!(r.sql, "SELECT ?, NULL, ?, NULL::int, ':n' -- :n");
+        assert_eq!(r.binds, ["a", "b"]);
+        let r = rewrite_with(sql, Backend::Sqlite, |_| false).unwrap();
+        assert_eq!(r.binds, ["a", "n", "b", "n"]);
+        assert_eq!(r.used, ["a", "n", "b"]);
     }
 }

@@ -9,7 +9,8 @@ use serde::ser::{SerializeMap, Serializer};
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
 pub enum Value {
-    /// SQL `NULL` (JSON `null`).
+    /// SQL `NULL` (JSON `null`). As a parameter it takes the type its place in the statement
+    /// needs, on every backend (see [the raw SQL docs](crate::raw#null-and-decimal-parameters)).
     Null,
     /// A boolean (PostgreSQL `boolean`; MySQL and SQLite have none and return integers).
     Bool(bool),
@@ -17,7 +18,9 @@ pub enum Value {
     Int(i64),
     /// A floating-point column (JSON number).
     Float(f64),
-    /// An exact decimal (`numeric`/`DECIMAL`), as text so no digit is lost (JSON string).
+    /// An exact decimal (`numeric`/`DECIMAL`), as text so no digit is lost (JSON string). As a
+    /// parameter the text must be a decimal (`-12.50`, `1.5e3`, `NaN`) and is bound as
+    /// PostgreSQL `numeric`, or as text on MySQL and SQLite.
     Decimal(String),
     /// Text (JSON string).
     Text(String),
