@@ -328,3 +328,113 @@ async fn a_request_over_the_timeout_is_stopped_with_504() {
     })
     .await;
 }
+
+#[derive(diesel::QueryableByName)]
+struct Sleeping {
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    n: i64,
+}
+
+/// Statements of this database's sessions sleeping on the server right now (`GET
+/// /debug/db-sleep`), not counting the session that asks.
+async fn sleeping_statements(side: &Pool) -> i64 {
+    let sql = match side.backend() {
+        Backend::Postgres => {
+            "SELECT COUNT(*) AS n FROM pg_stat_activity WHERE datname = current_database() \
+             AND state = 'active' AND query LIKE '%pg_sleep(%' AND pid <> pg_backend_pid()"
+        }
+        _ => {
+            "SELECT COUNT(*) AS n FROM information_schema.PROCESSLIST WHERE DB = DATABASE() \
+             AND INFO LIKE '%SLEEP(%' AND ID <> CONNECTION_ID()"
+        }
+    };
+    let mut conn = side.get().await.unwrap();
+    keel_pool::with_conn!(&mut conn, |c| diesel_async::RunQueryDsl::get_result::<Sleeping>(
+        diesel::sql_query(sql),
+        c
+    )
+    .await)
+    .unwrap()
+    .n
+}
+
+/// Waits (at most 2 s) for the sleeping statements to go; how many are left.
+async fn sleeping_after(side: &Pool, at_least: Duration) -> i64 {
+    tokio::time::sleep(at_least).await;
+    let until = std::time::Instant::now() + Duration::from_secs(2);
+    loop {
+        let n = sleeping_statements(side).await;
+        if n == 0 || std::time::Instant::now() > until {
+            return n;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+async fn user_reads(api: &Api, path: &str) -> Vec<Duration> {
+    let mut took = Vec::new();
+    for _ in 0..20 {
+        let t = std::time::Instant::now();
+        api.get(path).await.expect(200, None);
+        took.push(t.elapsed());
+    }
+    took
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_request_timeout_stops_the_statement_on_the_server() {
+    for_each_backend(&MIGRATIONS, |pool| async move {
+        let b = pool.backend();
+        if b == Backend::Sqlite {
+            return; // no server-side sleep, nothing left running on a server
+        }
+        let settings = Settings::default().request_timeout(Duration::from_millis(50)).test_routes(true);
+        let api = Api::new(&pool, settings);
+        let side = keel_test::side_pool(&pool).await;
+        let ada = api.post("/users", &json!({"name": "Ada", "email": "ada@example.com"})).await;
+        let path = format!("/users/{}", id_of(&ada.expect(201, None).json()));
+        let quiet = median(user_reads(&api, &path).await);
+
+        api.get("/debug/db-sleep?ms=5000").await.expect(504, Some("statement_timeout"));
+        let meanwhile = median(user_reads(&api, &path).await);
+        let left = sleeping_after(&side, Duration::from_millis(200)).await;
+        eprintln!("{b}: GET {path} median {quiet:?} before, {meanwhile:?} right after a 504 of a slow read");
+        assert_eq!(left, 0, "{b}: the timed-out request's statement still runs on the server");
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_hangs_up_stops_its_statement_on_the_server() {
+    use tokio::io::AsyncWriteExt as _;
+    for_each_backend(&MIGRATIONS, |pool| async move {
+        let b = pool.backend();
+        if b == Backend::Sqlite {
+            return;
+        }
+        // A real socket, with the default 30 s request timeout: only the hang-up can stop it.
+        let app = router(AppState::new(Repo::new(pool.clone()), Settings::default().test_routes(true)));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = tokio::spawn(async move { axum::serve(listener, app).await });
+        let side = keel_test::side_pool(&pool).await;
+
+        let mut client = tokio::net::TcpStream::connect(addr).await.unwrap();
+        client.write_all(b"GET /debug/db-sleep?ms=10000 HTTP/1.1\r\nhost: keel\r\n\r\n").await.unwrap();
+        let until = std::time::Instant::now() + Duration::from_secs(3);
+        while sleeping_statements(&side).await == 0 && std::time::Instant::now() < until {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(sleeping_statements(&side).await, 1, "{b}: the slow read never started");
+        drop(client);
+        let left = sleeping_after(&side, Duration::from_millis(100)).await;
+        server.abort();
+        assert_eq!(left, 0, "{b}: the statement of a request whose client hung up still runs on the server");
+    })
+    .await;
+}

@@ -30,7 +30,8 @@
 //!
 //! With `KEEL_DEMO_TEST_ROUTES=1` in the environment (or [`Settings::test_routes`]),
 //! `GET /debug/sleep?ms=` holds a pooled connection for `ms` milliseconds, then answers 200:
-//! the shutdown and timeout tests use it as a slow in-flight request.
+//! the shutdown and timeout tests use it as a slow in-flight request. `GET /debug/db-sleep?ms=`
+//! runs one read that sleeps on the server: the cancellation tests use it.
 //!
 //! In process, without a port — what the route tests do:
 //!
@@ -255,7 +256,9 @@ pub fn router(state: AppState) -> Router {
         .route("/accounts/{id}", get(h::get_account))
         .route("/transfers", axum::routing::post(h::create_transfer));
     if state.settings.test_routes {
-        routes = routes.route("/debug/sleep", get(h::debug_sleep));
+        routes = routes
+            .route("/debug/sleep", get(h::debug_sleep))
+            .route("/debug/db-sleep", get(h::debug_db_sleep));
     }
     let timeout = state.settings.request_timeout;
     routes

@@ -199,10 +199,10 @@ pub(crate) async fn guard(State(limit): State<Duration>, request: Request, next:
                 .into_response()
         }
         Err(_) => {
-            tracing::warn!(timeout_secs = limit.as_secs(), "request timed out");
+            tracing::warn!(timeout_ms = limit.as_millis() as u64, "request timed out");
             ApiError::new(
                 ErrorKind::StatementTimeout,
-                format!("the request took longer than {}s and was stopped", limit.as_secs()),
+                format!("the request took longer than {} ms and was stopped", limit.as_millis()),
             )
             .into_response()
         }

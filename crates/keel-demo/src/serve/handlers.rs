@@ -220,6 +220,41 @@ pub(crate) async fn debug_sleep(
     Ok(axum::Json(serde_json::json!({ "slept_ms": ms, "server_version": version })))
 }
 
+#[derive(diesel::QueryableByName)]
+struct Slept {
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    n: i64,
+}
+
+/// `GET /debug/db-sleep?ms=` (only with `KEEL_DEMO_TEST_ROUTES=1`): one slow autocommit read
+/// that sleeps on the server (`pg_sleep`, `SLEEP`) for `ms` milliseconds (at most a minute), run
+/// like the repository's reads (pipelined on a shared session on PostgreSQL, detached on MySQL).
+/// The timeout and disconnect tests use it to prove the request timeout stops the statement on
+/// the server. SQLite has no server-side sleep: 400.
+pub(crate) async fn debug_db_sleep(
+    State(state): State<AppState>,
+    QueryParams(q): QueryParams<Sleep>,
+) -> ApiResult<axum::Json<serde_json::Value>> {
+    let secs = q.ms.min(MAX_DEBUG_SLEEP_MS) as f64 / 1000.0;
+    let sql = match state.pool().backend() {
+        keel_pool::Backend::Postgres => format!("SELECT CAST(1 AS BIGINT) AS n FROM pg_sleep({secs})"),
+        keel_pool::Backend::Mysql => format!("SELECT CAST(SLEEP({secs}) AS SIGNED) AS n"),
+        _ => return Err(ApiError::invalid("SQLite has no server-side sleep")),
+    };
+    let pool = state.pool().clone();
+    let slept = state
+        .pool()
+        .detached(async move {
+            keel_pool::with_read!(&pool, |c| diesel_async::RunQueryDsl::get_result::<Slept>(
+                diesel::sql_query(&sql),
+                c
+            )
+            .await)
+        })
+        .await?;
+    Ok(axum::Json(serde_json::json!({ "slept_ms": q.ms, "result": slept.n })))
+}
+
 /// Fallback for unknown paths: 404 `not_found`.
 pub(crate) async fn no_route() -> ApiError {
     ApiError::new(ErrorKind::NotFound, "no such route")
