@@ -186,7 +186,7 @@ pub(crate) async fn recover<C: BackendConn>(
     stopped: Option<Arc<Stop>>,
 ) {
     let shared = Arc::clone(conn.shared());
-    let mut signalled = stopped.is_some();
+    let mut late_stop = None;
     match C::BACKEND {
         Backend::Sqlite => {
             if let Some(busy) = conn.busy() {
@@ -194,19 +194,22 @@ pub(crate) async fn recover<C: BackendConn>(
             }
         }
         Backend::Postgres | Backend::Mysql if conn.in_flight() != 0 => {
-            if let Some(id) = conn.server_id() {
-                shared.counters.cancellations.fetch_add(1, Ordering::Relaxed);
-                stop_statement(&shared, id).await;
-                signalled = true;
-            }
+            shared.counters.cancellations.fetch_add(1, Ordering::Relaxed);
             if C::BACKEND == Backend::Mysql {
                 // The reply of the dropped query is still on the socket: only closing is safe.
+                if let Some(id) = conn.server_id() {
+                    stop_statement(&shared, id).await;
+                }
                 conn.mark_broken();
                 return;
             }
+            // PostgreSQL: the settling statement queues behind the dropped one; stop that one
+            // only if it does not finish by itself within the grace.
+            late_stop = conn.server_id().map(|id| LateStop { shared: &shared, id });
         }
         _ => {}
     }
+    let signalled = stopped.is_some() || late_stop.is_some();
     if let Some(stop) = stopped {
         stop.wait().await;
     }
@@ -215,7 +218,7 @@ pub(crate) async fn recover<C: BackendConn>(
         // ROLLBACK ends what was left open; either statement absorbs a stop signal that arrived
         // after the statement it was meant for had finished, so it cannot hit the next user.
         let sql = if in_transaction { "ROLLBACK" } else { C::NOOP };
-        let clean = absorb(&mut **conn, C::BACKEND, sql).await;
+        let clean = absorb(&mut **conn, C::BACKEND, sql, late_stop).await;
         if !clean {
             conn.mark_broken();
             return;
@@ -224,14 +227,46 @@ pub(crate) async fn recover<C: BackendConn>(
     conn.reset_after_cancel();
 }
 
+/// A statement to stop on session `id` if the settling statement queued behind it has not
+/// answered within the grace ([`Config::read_stall_after`](crate::Config::read_stall_after)):
+/// most abandoned statements are about to finish, and then a cancel is one round trip (and one
+/// side-connection turn) spent for nothing.
+pub(crate) struct LateStop<'a> {
+    pub(crate) shared: &'a Shared,
+    pub(crate) id: u64,
+}
+
 /// Runs `sql` until it succeeds without being hit by a stop signal (at most 3 times); false
-/// when it failed otherwise: the session cannot be trusted.
-pub(crate) async fn absorb<S>(conn: &mut S, backend: Backend, sql: &str) -> bool
+/// when it failed otherwise: the session cannot be trusted. With `late_stop`, the session's
+/// earlier statement is stopped when the first attempt has not answered within the grace.
+pub(crate) async fn absorb<S>(
+    conn: &mut S,
+    backend: Backend,
+    sql: &str,
+    late_stop: Option<LateStop<'_>>,
+) -> bool
 where
     S: diesel_async::SimpleAsyncConnection + Send,
 {
+    let mut late_stop = late_stop;
     for _ in 0..3 {
-        match conn.batch_execute(sql).await {
+        let result = {
+            let attempt = conn.batch_execute(sql);
+            tokio::pin!(attempt);
+            match late_stop.take() {
+                None => attempt.await,
+                Some(stop) => {
+                    match tokio::time::timeout(stop.shared.config.read_stall_after, &mut attempt).await {
+                        Ok(r) => r,
+                        Err(_) => {
+                            stop_statement(stop.shared, stop.id).await;
+                            attempt.await
+                        }
+                    }
+                }
+            }
+        };
+        match result {
             Ok(()) => return true,
             Err(e) => {
                 if crate::classify(backend, e).kind() != ErrorKind::StatementTimeout {

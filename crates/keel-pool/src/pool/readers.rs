@@ -4,7 +4,7 @@
 //! each is sent without waiting for the previous reply, and replies are routed back in order.
 //! So a read does not need a connection of its own: [`with_read!`](crate::with_read) runs it on
 //! one of [`Config::read_connections`](crate::Config::read_connections) shared sessions
-//! (round-robin), opened on first use. Many readers then share a few round trips' worth of
+//! (round-robin), opened in the background on first use. Many readers then share a few round trips' worth of
 //! waiting, and the server runs a few busy processes instead of many idle ones.
 //!
 //! Dead sessions are found without a ping: a read that fails because its session is gone drops
@@ -86,9 +86,9 @@ type Slot = Mutex<Option<Arc<Session>>>;
 /// The shared read sessions of one pool.
 pub(crate) struct Readers {
     slots: Box<[Slot]>,
-    /// Held while a slot's session is being opened, so concurrent first reads wait for one
-    /// session instead of each opening their own.
-    opening: Box<[tokio::sync::Mutex<()>]>,
+    /// Set while a slot's session is being opened (on a task of its own, so a read whose
+    /// deadline is shorter than a connect still gets a session opened for the next ones).
+    opening: Box<[AtomicBool]>,
     next: AtomicUsize,
 }
 
@@ -96,7 +96,7 @@ impl Readers {
     pub(crate) fn new(n: u32) -> Self {
         Readers {
             slots: (0..n).map(|_| Mutex::new(None)).collect(),
-            opening: (0..n).map(|_| tokio::sync::Mutex::new(())).collect(),
+            opening: (0..n).map(|_| AtomicBool::new(false)).collect(),
             next: AtomicUsize::new(0),
         }
     }
@@ -226,25 +226,26 @@ impl Drop for Reader {
     }
 }
 
-/// Stops the abandoned reads of a session and puts it back into rotation: cancel now (only
-/// the abandoned statement or one queued with it can be running; a read cancelled by mistake
-/// runs again, see [`Reader::finish`]), wait for the live reads to end, then one round trip
-/// absorbs a cancel that arrived late. A session that fails that leaves its slot.
+/// Stops the abandoned reads of a session and puts it back into rotation. One round trip sent
+/// now queues behind everything already on the session; when it answers, every read before it
+/// (abandoned or not) is done. If it has not answered within the grace, keel cancels: only the
+/// abandoned statement or one queued with it can be running, and a read cancelled by mistake
+/// runs again (see [`Reader::finish`]); the round trip absorbs a cancel that arrived late. A
+/// session that fails it leaves its slot.
 async fn drain(shared: &Arc<Shared>, slot: usize, session: &Arc<Session>) {
-    if let Some(pid) = session.conn.server_id() {
-        crate::pool::cancel::stop_statement(shared, pid).await;
+    let mut conn: &PgConnection = &session.conn;
+    let late_stop = session.conn.server_id().map(|id| crate::pool::cancel::LateStop { shared, id });
+    let clean = crate::pool::cancel::absorb(&mut conn, Backend::Postgres, "SELECT 1", late_stop).await;
+    if !clean {
+        return shared.readers.evict(slot, session);
     }
+    // Reads that took the session just before it left the rotation may still be in flight.
     loop {
         let drained = session.drained.notified();
         if session.live.load(Relaxed) == 0 {
             break;
         }
         drained.await;
-    }
-    let mut conn: &PgConnection = &session.conn;
-    let clean = crate::pool::cancel::absorb(&mut conn, Backend::Postgres, "SELECT 1").await;
-    if !clean {
-        return shared.readers.evict(slot, session);
     }
     session.conn.forget_in_flight();
     session.draining.store(false, Relaxed);
@@ -261,7 +262,8 @@ impl Pool {
     /// [`read_connections`](crate::Config::read_connections) > 0), or `None`: then check a
     /// connection out with [`Pool::get`]. `None` also when every session is draining an
     /// abandoned read or stalled behind a slow one (its oldest read in flight has had no reply
-    /// for [`read_stall_after`](crate::Config::read_stall_after)). Use
+    /// for [`read_stall_after`](crate::Config::read_stall_after)), and while sessions are being
+    /// opened (in the background: the first reads use pooled connections). Use
     /// [`with_read!`](crate::with_read) rather than calling this directly.
     pub async fn reader(&self) -> Result<Option<Reader>, Error> {
         let shared = self.shared();
@@ -276,9 +278,9 @@ impl Pool {
         let first = shared.readers.next.fetch_add(1, Relaxed);
         for i in 0..slots.len() {
             let slot = (first + i) % slots.len();
-            let session = match slots[slot].lock().ok().and_then(|s| s.clone()) {
-                Some(s) => s,
-                None => self.open_reader(slot).await?,
+            let Some(session) = slots[slot].lock().ok().and_then(|s| s.clone()) else {
+                self.open_reader(slot);
+                continue;
             };
             if session.usable(shared, stall_after) {
                 session.start(shared);
@@ -288,31 +290,37 @@ impl Pool {
         Ok(None)
     }
 
-    /// Opens the session of an empty `slot` (or returns the one a concurrent read opened).
-    async fn open_reader(&self, slot: usize) -> Result<Arc<Session>, Error> {
-        let shared = self.shared();
-        let slots = &shared.readers.slots;
-        let current = || slots[slot].lock().ok().and_then(|s| s.clone());
-        let _opening = shared.readers.opening[slot].lock().await;
-        if let Some(c) = current() {
-            return Ok(c);
+    /// Opens the session of an empty `slot` on a task of its own, unless one is being opened;
+    /// reads meanwhile use the other sessions or a pooled connection.
+    fn open_reader(&self, slot: usize) {
+        let shared = Arc::clone(self.shared());
+        if shared.readers.opening[slot].swap(true, Relaxed) {
+            return;
         }
-        let opened = KeelManager::<PgConnection>::open(shared).await.inspect_err(|e| {
-            shared.note_connect_error(e.to_string());
-        })?;
-        shared.counters.read_connections_opened.fetch_add(1, Relaxed);
-        let session = Arc::new(Session {
-            conn: opened,
-            live: AtomicU64::new(0),
-            progress: AtomicU64::new(shared.micros(Instant::now())),
-            draining: AtomicBool::new(false),
-            drained: tokio::sync::Notify::new(),
-            opened: Instant::now(),
+        let Ok(rt) = tokio::runtime::Handle::try_current() else {
+            return shared.readers.opening[slot].store(false, Relaxed);
+        };
+        rt.spawn(async move {
+            match KeelManager::<PgConnection>::open(&shared).await {
+                Ok(opened) if !shared.is_closed() => {
+                    shared.counters.read_connections_opened.fetch_add(1, Relaxed);
+                    let session = Arc::new(Session {
+                        conn: opened,
+                        live: AtomicU64::new(0),
+                        progress: AtomicU64::new(shared.micros(Instant::now())),
+                        draining: AtomicBool::new(false),
+                        drained: tokio::sync::Notify::new(),
+                        opened: Instant::now(),
+                    });
+                    if let Ok(mut s) = shared.readers.slots[slot].lock() {
+                        *s = Some(session);
+                    }
+                }
+                Ok(_) => {}
+                Err(e) => shared.note_connect_error(e.to_string()),
+            }
+            shared.readers.opening[slot].store(false, Relaxed);
         });
-        if let Ok(mut s) = slots[slot].lock() {
-            *s = Some(Arc::clone(&session));
-        }
-        Ok(session)
     }
 
     /// After a failed read on a pooled connection: whether to run it once more. Only for a
