@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use diesel::sql_types::BigInt;
 use diesel_async::RunQueryDsl;
-use keel_pool::{Backend, Pool, ScopedFutureExt, with_conn};
+use keel_pool::{Backend, Conn, Pool, ScopedFutureExt, with_conn};
 use keel_repo::{Repo, UserPatch};
 use keel_schema::{MIGRATIONS, NewUser};
 use keel_test::for_each_backend;
@@ -20,9 +20,10 @@ struct N {
     n: i64,
 }
 
-async fn count(pool: &Pool, sql: &str) -> i64 {
-    let mut conn = pool.get().await.unwrap();
-    with_conn!(&mut conn, |c| diesel::sql_query(sql).get_result::<N>(c).await).unwrap().n
+/// `SELECT COUNT(*) FROM users` on `conn`.
+async fn count_users(conn: &mut Conn) -> Result<i64, keel_pool::Error> {
+    with_conn!(conn, |c| diesel::sql_query("SELECT COUNT(*) AS n FROM users").get_result::<N>(c).await)
+        .map(|r| r.n)
 }
 
 /// One operation to drop, boxed so different ones fit in one list.
@@ -85,16 +86,7 @@ async fn a_dropped_operation_stops_on_the_server_and_keeps_its_connection() {
                 Box::pin({
                     let work = work.clone();
                     async move {
-                        let _ = work
-                            .transaction(|conn| {
-                                async move {
-                                    with_conn!(conn, |c| diesel::sql_query("SELECT COUNT(*) AS n FROM users")
-                                        .get_result::<N>(c)
-                                        .await)
-                                }
-                                .scope_boxed()
-                            })
-                            .await;
+                        let _ = work.transaction(|conn| count_users(conn).scope_boxed()).await;
                     }
                 }),
             ),
@@ -103,16 +95,7 @@ async fn a_dropped_operation_stops_on_the_server_and_keeps_its_connection() {
                 Box::pin({
                     let work = work.clone();
                     async move {
-                        let _ = work
-                            .run(|conn| {
-                                async move {
-                                    with_conn!(conn, |c| diesel::sql_query("SELECT COUNT(*) AS n FROM users")
-                                        .get_result::<N>(c)
-                                        .await)
-                                }
-                                .scope_boxed()
-                            })
-                            .await;
+                        let _ = work.run(|conn| count_users(conn).scope_boxed()).await;
                     }
                 }),
             ),
@@ -120,12 +103,7 @@ async fn a_dropped_operation_stops_on_the_server_and_keeps_its_connection() {
         for (what, op) in ops {
             assert!(tokio::time::timeout(short, op).await.is_err(), "{b}: {what} finished under the lock");
             // The lock is still held: a statement that was not stopped would still be waiting.
-            let until = Instant::now() + Duration::from_secs(2);
-            let mut left = keel_test::waiting_for_locks(&side).await;
-            while left > 0 && Instant::now() < until {
-                tokio::time::sleep(Duration::from_millis(20)).await;
-                left = keel_test::waiting_for_locks(&side).await;
-            }
+            let left = keel_test::settles_to_zero(|| keel_test::waiting_for_locks(&side)).await;
             assert_eq!(left, 0, "{b}: the statement of a dropped {what} is still waiting on the server");
             let s = all_idle(&work).await;
             assert_eq!(s.idle, s.connections, "{b}: {what}: a connection did not come back: {s:?}");
@@ -142,10 +120,7 @@ async fn a_dropped_operation_stops_on_the_server_and_keeps_its_connection() {
         assert_eq!(repo.get_user(ada.id).await.unwrap().name, "Ada");
         let (mut c1, mut c2) = (work.get().await.unwrap(), work.get().await.unwrap());
         for c in [&mut c1, &mut c2] {
-            let n = with_conn!(c, |c| diesel::sql_query("SELECT COUNT(*) AS n FROM users")
-                .get_result::<N>(c)
-                .await);
-            assert_eq!(n.unwrap().n, 1);
+            assert_eq!(count_users(c).await.unwrap(), 1);
         }
     })
     .await;
@@ -164,26 +139,14 @@ async fn a_with_conn_body_dropped_mid_query_is_stopped_on_the_server() {
         let created = work.stats().connections_created;
         let locked = keel_test::lock_table(&side, "users").await;
         let mut conn = work.get().await.unwrap();
-        let dropped = tokio::time::timeout(Duration::from_millis(150), async {
-            with_conn!(&mut conn, |c| diesel::sql_query("SELECT COUNT(*) AS n FROM users")
-                .get_result::<N>(c)
-                .await)
-        })
-        .await;
+        let dropped =
+            tokio::time::timeout(Duration::from_millis(150), async { count_users(&mut conn).await }).await;
         assert!(dropped.is_err());
         drop(conn);
-        let until = Instant::now() + Duration::from_secs(2);
-        while keel_test::waiting_for_locks(&side).await > 0 && Instant::now() < until {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        assert_eq!(
-            keel_test::waiting_for_locks(&side).await,
-            0,
-            "{b}: the dropped statement still waits on the server"
-        );
+        let left = keel_test::settles_to_zero(|| keel_test::waiting_for_locks(&side)).await;
+        assert_eq!(left, 0, "{b}: the dropped statement still waits on the server");
         keel_test::unlock(locked).await;
-        let n = count(&work, "SELECT COUNT(*) AS n FROM users").await;
-        assert_eq!(n, 0);
+        assert_eq!(keel_test::count_rows(&work, "users").await.unwrap(), 0);
         let reconnects = work.stats().connections_created - created;
         match b {
             // tokio-postgres keeps the session usable: cancelled, settled, back in the pool.
@@ -335,9 +298,7 @@ async fn sqlite_survives_operations_dropped_at_random_points() {
         );
     }
     for c in &mut conns {
-        let n =
-            with_conn!(c, |c| diesel::sql_query("SELECT COUNT(*) AS n FROM users").get_result::<N>(c).await);
-        assert_eq!(n.unwrap().n, 50);
+        assert_eq!(count_users(c).await.unwrap(), 50);
     }
     db.drop_database().await;
 }

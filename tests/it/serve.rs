@@ -329,12 +329,6 @@ async fn a_request_over_the_timeout_is_stopped_with_504() {
     .await;
 }
 
-#[derive(diesel::QueryableByName)]
-struct Sleeping {
-    #[diesel(sql_type = diesel::sql_types::BigInt)]
-    n: i64,
-}
-
 /// Statements of this database's sessions sleeping on the server right now (`GET
 /// /debug/db-sleep`), not counting the session that asks.
 async fn sleeping_statements(side: &Pool) -> i64 {
@@ -348,27 +342,13 @@ async fn sleeping_statements(side: &Pool) -> i64 {
              AND INFO LIKE '%SLEEP(%' AND ID <> CONNECTION_ID()"
         }
     };
-    let mut conn = side.get().await.unwrap();
-    keel_pool::with_conn!(&mut conn, |c| diesel_async::RunQueryDsl::get_result::<Sleeping>(
-        diesel::sql_query(sql),
-        c
-    )
-    .await)
-    .unwrap()
-    .n
+    keel_test::query_count(side, sql).await.unwrap()
 }
 
-/// Waits (at most 2 s) for the sleeping statements to go; how many are left.
+/// Waits `at_least`, then (at most 2 s more) for the sleeping statements to go; how many are left.
 async fn sleeping_after(side: &Pool, at_least: Duration) -> i64 {
     tokio::time::sleep(at_least).await;
-    let until = std::time::Instant::now() + Duration::from_secs(2);
-    loop {
-        let n = sleeping_statements(side).await;
-        if n == 0 || std::time::Instant::now() > until {
-            return n;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    keel_test::settles_to_zero(|| sleeping_statements(side)).await
 }
 
 fn median(mut v: Vec<Duration>) -> Duration {

@@ -286,19 +286,11 @@ impl<C: BackendConn> bb8::ManageConnection for KeelManager<C> {
     fn has_broken(&self, conn: &mut Managed<C>) -> bool {
         // bb8 calls this when a connection comes back: the moment it was last used.
         conn.last_used = Instant::now();
-        // A MySQL query future dropped after sending its query leaves the reply unread on the
-        // socket, and mysql_async would hand it to the next query (measured: thousands of wrong
-        // results under client timeouts). tokio-postgres routes each reply to its own request
-        // and drops orphaned ones, and SQLite's blocking task finishes on its own, so only
-        // MySQL connections are closed for it.
-        let dropped_mid_query = C::BACKEND == Backend::Mysql && conn.in_flight.load(Relaxed) != 0;
-        if C::BACKEND == Backend::Postgres {
-            // A dropped PostgreSQL query never reports its finish: forget it, so the next
-            // query is timed from its own start (see QueryTimer). Not SQLite: its blocking task
-            // runs on and reports the finish itself.
-            conn.in_flight.store(0, Relaxed);
-        }
-        conn.broken || dropped_mid_query || conn.conn.is_broken()
+        // A connection dropped mid-query or mid-transaction never gets here dirty: the
+        // checkout's drop guard cleaned it first (PostgreSQL: cancelled, settled, its query
+        // count reset) or marked it broken (MySQL, whose unread reply would reach the next
+        // query; see `pool::cancel`).
+        conn.broken || conn.conn.is_broken()
     }
 }
 
@@ -328,9 +320,9 @@ impl Instrumentation for QueryTimer {
         match event {
             InstrumentationEvent::StartQuery { .. } => {
                 // Nothing in flight, yet starts queued: they belong to query futures that were
-                // dropped (no finish event ever comes for them; `has_broken` zeroed the count
-                // when the connection came back). Timing the next finish from them would
-                // report innocent queries as slow.
+                // dropped (no finish event ever comes for them; the count was zeroed once they
+                // were stopped: `reset_after_cancel`, `forget_in_flight`). Timing the next
+                // finish from them would report innocent queries as slow.
                 if self.in_flight.fetch_add(1, Relaxed) == 0 {
                     self.started.clear();
                 }

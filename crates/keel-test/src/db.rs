@@ -431,13 +431,18 @@ pub async fn leftover_databases(backend: Backend) -> Result<Vec<String>, TestDbE
 
 /// Counts rows of `table` through `pool` (a test convenience).
 pub async fn count_rows(pool: &Pool, table: &str) -> Result<i64, Error> {
+    query_count(pool, &format!("SELECT COUNT(*) AS n FROM {table}")).await
+}
+
+/// Runs `sql`, a query returning one row with one `BIGINT` column named `n` (a `COUNT(*) AS n`),
+/// on a connection from `pool`; the number.
+pub async fn query_count(pool: &Pool, sql: &str) -> Result<i64, Error> {
     #[derive(QueryableByName)]
     struct Count {
         #[diesel(sql_type = BigInt)]
         n: i64,
     }
-    let sql = format!("SELECT COUNT(*) AS n FROM {table}");
     let mut conn = pool.get().await?;
-    let row: Count = with_conn!(&mut conn, |c| diesel::sql_query(&sql).get_result(c).await)?;
+    let row: Count = with_conn!(&mut conn, |c| diesel::sql_query(sql).get_result(c).await)?;
     Ok(row.n)
 }

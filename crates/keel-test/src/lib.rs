@@ -41,8 +41,10 @@ pub mod sql;
 
 pub use db::{
     PREFIX, TEMPLATE_PREFIX, TestDb, TestDbError, count_rows, current_test, for_each_backend,
-    leftover_databases, prepare_postgres_template, run_on, template_name, test_db,
+    leftover_databases, prepare_postgres_template, query_count, run_on, template_name, test_db,
 };
 pub use proxy::{CommitFault, Proxy, server_addr};
 pub use servers::{required_backends, server_url};
-pub use sql::{exec, exec_on, lock_table, pool_with, side_pool, terminate, unlock, waiting_for_locks};
+pub use sql::{
+    exec, exec_on, lock_table, pool_with, settles_to_zero, side_pool, terminate, unlock, waiting_for_locks,
+};

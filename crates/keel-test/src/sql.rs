@@ -66,12 +66,6 @@ pub async fn unlock(mut conn: Conn) {
     exec(&mut conn, sql).await.expect("releasing the lock");
 }
 
-#[derive(diesel::QueryableByName)]
-struct Count {
-    #[diesel(sql_type = diesel::sql_types::BigInt)]
-    n: i64,
-}
-
 /// Statements of this database's sessions waiting for a lock right now (PostgreSQL
 /// `pg_stat_activity`, MySQL `PROCESSLIST`; the holder itself does not wait).
 ///
@@ -88,9 +82,22 @@ pub async fn waiting_for_locks(side: &Pool) -> i64 {
              WHERE DB = DATABASE() AND STATE LIKE '%lock%' AND COMMAND = 'Query'"
         }
     };
-    let mut conn = side.get().await.expect("a connection to look at the server");
-    let row: Count =
-        with_conn!(&mut conn, |c| diesel_async::RunQueryDsl::get_result(diesel::sql_query(sql), c).await)
-            .expect("reading the server's sessions");
-    row.n
+    crate::db::query_count(side, sql).await.expect("reading the server's sessions")
+}
+
+/// Polls `count` every 20 ms until it reads 0 or 2 s have passed; the last reading. For server
+/// state that settles shortly after an event (a stopped statement leaving `pg_stat_activity`).
+pub async fn settles_to_zero<F, Fut>(mut count: F) -> i64
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = i64>,
+{
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(2);
+    loop {
+        let n = count().await;
+        if n == 0 || std::time::Instant::now() > until {
+            return n;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
 }

@@ -107,7 +107,7 @@ impl Scope {
         if s.stopped.contains(&local_id) { s.stop.clone() } else { None }
     }
 
-    fn is_cancelled(&self) -> bool {
+    pub(crate) fn is_cancelled(&self) -> bool {
         self.state.lock().map(|s| s.cancelled).unwrap_or(true)
     }
 

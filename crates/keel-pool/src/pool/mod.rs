@@ -155,7 +155,7 @@ impl Pool {
             return Err(Error::PoolClosed);
         };
         let scope = cancel::current();
-        if scope.is_some() && cancel::cancelled() {
+        if scope.as_ref().is_some_and(|s| s.is_cancelled()) {
             return Err(Error::Cancelled);
         }
         let started = Instant::now();

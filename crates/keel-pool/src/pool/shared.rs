@@ -20,7 +20,8 @@ pub(crate) struct Shared {
     /// Micros since `epoch` when a connection was last seen failing.
     pub(crate) suspect_since: AtomicU64,
     pub(crate) closed: AtomicBool,
-    /// The side connection `Pool::run` sends `KILL QUERY` through (MySQL), opened on first use.
+    /// The side connection cancellations go through (`pg_cancel_backend`, `KILL QUERY`), opened
+    /// on first use.
     pub(crate) killer: super::cancel::Killer,
     /// PostgreSQL sessions shared by pipelined reads.
     pub(crate) readers: super::readers::Readers,

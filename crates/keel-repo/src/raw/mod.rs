@@ -138,13 +138,19 @@ fn prepare<'p>(sql: &str, backend: Backend, params: &'p Params) -> Result<(Strin
 /// comparisons are numeric and every digit is kept (bound as `text` it is refused there:
 /// `numeric = text` has no operator). MySQL and SQLite: its text, which MariaDB converts to
 /// `DECIMAL` exactly and SQLite stores by the column's affinity.
-trait BindDecimal: diesel::backend::Backend + Sized {
-    /// Binds `text` (`parsed` is the same value, checked) onto `q`.
+trait BindDecimal: diesel::backend::Backend + Sized
+where
+    String: diesel::serialize::ToSql<st::Text, Self>,
+{
+    /// Binds `text` (`parsed` is the same value, checked) onto `q`: as its text unless the
+    /// backend says otherwise.
     fn bind_decimal<'f>(
         q: BoxedSqlQuery<'f, Self, SqlQuery>,
         text: &str,
-        parsed: &Decimal,
-    ) -> BoxedSqlQuery<'f, Self, SqlQuery>;
+        _parsed: &Decimal,
+    ) -> BoxedSqlQuery<'f, Self, SqlQuery> {
+        q.bind::<st::Text, _>(text.to_owned())
+    }
 }
 
 impl BindDecimal for Pg {
@@ -157,25 +163,9 @@ impl BindDecimal for Pg {
     }
 }
 
-impl BindDecimal for Mysql {
-    fn bind_decimal<'f>(
-        q: BoxedSqlQuery<'f, Self, SqlQuery>,
-        text: &str,
-        _: &Decimal,
-    ) -> BoxedSqlQuery<'f, Self, SqlQuery> {
-        q.bind::<st::Text, _>(text.to_owned())
-    }
-}
+impl BindDecimal for Mysql {}
 
-impl BindDecimal for Sqlite {
-    fn bind_decimal<'f>(
-        q: BoxedSqlQuery<'f, Self, SqlQuery>,
-        text: &str,
-        _: &Decimal,
-    ) -> BoxedSqlQuery<'f, Self, SqlQuery> {
-        q.bind::<st::Text, _>(text.to_owned())
-    }
-}
+impl BindDecimal for Sqlite {}
 
 /// Binds `binds` onto a boxed SQL query for one backend.
 macro_rules! bind_values {
