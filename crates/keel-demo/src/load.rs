@@ -108,6 +108,10 @@ pub struct Report {
     /// keel's pool: 99th percentile of checkout latency over the whole run, µs.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub acquire_p99_us: Option<u64>,
+    /// keel's pool after the run: how many connections it handed out at once (all of
+    /// `max_size` unless cancellations lost some), each answering a query.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub capacity_after: Option<u32>,
 }
 
 /// What one operation came to.
@@ -264,7 +268,28 @@ pub async fn run(pool: &Pool, args: &LoadArgs) -> Result<Report> {
     };
     let mut report = report(args, pool.backend(), measured);
     report.acquire_p99_us = Some(pool.stats().acquire_p99_us);
+    report.capacity_after = Some(capacity(pool).await);
     Ok(report)
+}
+
+/// Checks out every connection of the pool at once and runs a query on each: the number that
+/// answered within the acquire timeout.
+async fn capacity(pool: &keel_pool::Pool) -> u32 {
+    let mut held = Vec::new();
+    for _ in 0..pool.config().effective_max_size() {
+        match pool.get().await {
+            Ok(conn) => held.push(conn),
+            Err(_) => break,
+        }
+    }
+    let mut answered = 0;
+    for conn in &mut held {
+        let ok: Result<i32, keel_pool::Error> = keel_pool::with_conn!(conn, |c| {
+            diesel::select(diesel::dsl::sql::<diesel::sql_types::Integer>("1")).get_result(c).await
+        });
+        answered += u32::from(ok.is_ok());
+    }
+    answered
 }
 
 /// What the tasks of one run gathered, before it is summarised into a [`Report`].
@@ -316,6 +341,7 @@ pub fn report(args: &LoadArgs, backend: keel_pool::Backend, measured: Measured) 
         balance_before: measured.balance_before,
         balance_after: measured.balance_after,
         acquire_p99_us: None,
+        capacity_after: None,
     }
 }
 

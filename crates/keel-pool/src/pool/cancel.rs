@@ -91,6 +91,8 @@ struct ScopeState {
 #[derive(Default)]
 pub(crate) struct Scope {
     state: Mutex<ScopeState>,
+    /// Wakes what the operation waits for (a connection) when its caller goes away.
+    gone: tokio::sync::Notify,
 }
 
 impl Scope {
@@ -111,6 +113,18 @@ impl Scope {
         self.state.lock().map(|s| s.cancelled).unwrap_or(true)
     }
 
+    /// Returns once the caller went away: a checkout waiting in line stops waiting then, so an
+    /// abandoned operation never takes a connection it would only give back.
+    pub(crate) async fn until_cancelled(&self) {
+        loop {
+            let gone = self.gone.notified();
+            if self.is_cancelled() {
+                return;
+            }
+            gone.await;
+        }
+    }
+
     /// The caller went away: stop every statement of the scope's connections on the server.
     fn cancel(&self, shared: &Arc<Shared>) {
         let Ok(mut s) = self.state.lock() else { return };
@@ -118,6 +132,7 @@ impl Scope {
             return;
         }
         s.cancelled = true;
+        self.gone.notify_waiters();
         shared.counters.cancellations.fetch_add(1, Ordering::Relaxed);
         let ids: Vec<u64> = s.conns.iter().filter_map(|(_, server)| *server).collect();
         if ids.is_empty() {

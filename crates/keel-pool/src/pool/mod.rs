@@ -170,42 +170,58 @@ impl Pool {
         }
         let waiting = Waiting(&counters.waiting);
         let limit = self.config().acquire_timeout;
-        // The line: a place is free at once unless others are waiting (tokio's semaphore hands
-        // released places to waiters in order), so the common case costs no timer.
-        let (permit, budget) = match Arc::clone(&shared.line).try_acquire_owned() {
-            Ok(p) => (Some(p), None),
-            Err(tokio::sync::TryAcquireError::Closed) => return Err(Error::PoolClosed),
-            Err(tokio::sync::TryAcquireError::NoPermits) => {
-                match tokio::time::timeout(limit, Arc::clone(&shared.line).acquire_owned()).await {
-                    Ok(Ok(p)) => (Some(p), Some(limit.saturating_sub(started.elapsed()))),
-                    Ok(Err(_)) => return Err(Error::PoolClosed),
-                    Err(_) => (None, Some(Duration::ZERO)),
+        let held = scope.clone();
+        let checkout = async {
+            // The line: a place is free at once unless others are waiting (tokio's semaphore hands
+            // released places to waiters in order), so the common case costs no timer.
+            let (permit, budget) = match Arc::clone(&shared.line).try_acquire_owned() {
+                Ok(p) => (Some(p), None),
+                Err(tokio::sync::TryAcquireError::Closed) => {
+                    return Err(bb8::RunError::User(Error::PoolClosed));
+                }
+                Err(tokio::sync::TryAcquireError::NoPermits) => {
+                    match tokio::time::timeout(limit, Arc::clone(&shared.line).acquire_owned()).await {
+                        Ok(Ok(p)) => (Some(p), Some(limit.saturating_sub(started.elapsed()))),
+                        Ok(Err(_)) => return Err(bb8::RunError::User(Error::PoolClosed)),
+                        Err(_) => (None, Some(Duration::ZERO)),
+                    }
+                }
+            };
+            match permit {
+                None => Err(bb8::RunError::TimedOut),
+                Some(permit) => {
+                    let got = async {
+                        match &pools {
+                            Pools::Postgres(p) => p
+                                .get_owned()
+                                .await
+                                .map(|c| Conn::Postgres(Checkout::new(c, Some(permit), held))),
+                            Pools::Mysql(p) => {
+                                p.get_owned().await.map(|c| Conn::Mysql(Checkout::new(c, Some(permit), held)))
+                            }
+                            Pools::Sqlite(p) => p
+                                .get_owned()
+                                .await
+                                .map(|c| Conn::Sqlite(Checkout::new(c, Some(permit), held))),
+                        }
+                    };
+                    match budget {
+                        None => got.await,
+                        Some(left) => {
+                            tokio::time::timeout(left, got).await.unwrap_or(Err(bb8::RunError::TimedOut))
+                        }
+                    }
                 }
             }
         };
-        let result = match permit {
-            None => Err(bb8::RunError::TimedOut),
-            Some(permit) => {
-                let got = async {
-                    match &pools {
-                        Pools::Postgres(p) => {
-                            p.get_owned().await.map(|c| Conn::Postgres(Checkout::new(c, Some(permit), scope)))
-                        }
-                        Pools::Mysql(p) => {
-                            p.get_owned().await.map(|c| Conn::Mysql(Checkout::new(c, Some(permit), scope)))
-                        }
-                        Pools::Sqlite(p) => {
-                            p.get_owned().await.map(|c| Conn::Sqlite(Checkout::new(c, Some(permit), scope)))
-                        }
-                    }
-                };
-                match budget {
-                    None => got.await,
-                    Some(left) => {
-                        tokio::time::timeout(left, got).await.unwrap_or(Err(bb8::RunError::TimedOut))
-                    }
-                }
-            }
+        // An operation whose caller went away stops waiting for a connection at once.
+        let result = match &scope {
+            None => checkout.await,
+            Some(s) => tokio::select! {
+                biased;
+                r = checkout => r,
+                () = s.until_cancelled() => Err(bb8::RunError::User(Error::Cancelled)),
+            },
         };
         drop(waiting);
         match result {
