@@ -265,11 +265,54 @@ pub fn router(state: AppState) -> Router {
         .method_not_allowed_fallback(h::method_not_allowed)
         .fallback(h::no_route)
         .layer(DefaultBodyLimit::max(state.settings.max_body_bytes))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), causality))
         .layer(axum::middleware::from_fn_with_state(timeout, error::guard))
         .layer(axum::middleware::from_fn_with_state(Arc::clone(&state.http), metrics::track))
         // 5xx are logged once, with the keel error, where they are made (`error.rs`).
         .layer(TraceLayer::new_for_http().on_failure(DefaultOnFailure::new().level(tracing::Level::DEBUG)))
         .with_state(state)
+}
+
+/// The request header a client sends back so its reads see its earlier writes, and the
+/// response header that carries the token after a write.
+pub const CAUSALITY_HEADER: &str = "keel-causality";
+
+/// Read-your-writes across requests: the request runs in a [`keel_pool::Session`] that starts
+/// from the `Keel-Causality` request header (when present); after a request that wrote, the
+/// response carries the session's token in the same header. With no replicas configured the
+/// session costs nothing and no header is sent. A malformed header answers 400.
+async fn causality(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse as _;
+    let pool = state.pool().clone();
+    if pool.config().replica_urls().is_empty() {
+        return next.run(request).await;
+    }
+    let since = match request.headers().get(CAUSALITY_HEADER).map(|v| v.to_str().map(str::parse)) {
+        None => None,
+        Some(Ok(Ok(token))) => Some(token),
+        Some(_) => {
+            let err = keel_pool::Error::invalid_input(
+                "the Keel-Causality header is not a causality token (expected e.g. 16/B374D848)",
+            );
+            return error::ApiError::from(err).into_response();
+        }
+    };
+    let session = keel_pool::Session::new(since);
+    let mut response = session.run(next.run(request)).await;
+    match session.settle(&pool).await {
+        Ok(Some(token)) if Some(token) != since => {
+            if let Ok(value) = axum::http::HeaderValue::from_str(&token.to_string()) {
+                response.headers_mut().insert(CAUSALITY_HEADER, value);
+            }
+        }
+        Ok(_) => {}
+        Err(e) => tracing::warn!(error = %e, "could not take the causality token after a write"),
+    }
+    response
 }
 
 /// Resolves with the name of the first SIGINT or SIGTERM received. The handlers are

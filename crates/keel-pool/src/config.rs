@@ -26,6 +26,9 @@
 //! | [`ssl_root_cert`](Config::ssl_root_cert) | `KEEL_SSL_ROOT_CERT` | URL `sslrootcert` / `ssl-ca`, else the system store |
 //! | [`ssl_client_cert`](Config::ssl_client_cert) | `KEEL_SSL_CERT` and `KEEL_SSL_KEY` | URL `sslcert`+`sslkey` / `ssl-cert`+`ssl-key`, else none |
 //! | [`tcp_keepalive`](Config::tcp_keepalive) | `KEEL_TCP_KEEPALIVE_MS` | URL `keepalives`/`keepalives_idle` (PostgreSQL), `tcp_keepalive` (MySQL, ms), else 60 000 ms idle (0 = off) |
+//! | [`replica`](Config::replica) | `KEEL_REPLICA_URLS` (comma-separated) | none |
+//! | [`max_replica_lag`](Config::max_replica_lag) | `KEEL_MAX_REPLICA_LAG_MS`, `KEEL_MAX_REPLICA_LAG_BYTES` | 1000 ms, 16 MiB |
+//! | [`read_your_writes_wait`](Config::read_your_writes_wait) | `KEEL_READ_YOUR_WRITES_WAIT_MS` | 5 ms |
 //! | [`retry`](Config::retry) | `KEEL_RETRY_MAX_ATTEMPTS`, `KEEL_RETRY_BASE_MS`, `KEEL_RETRY_MAX_BACKOFF_MS`, `KEEL_RETRY_DEADLINE_MS` | see [`RetryPolicy`](crate::RetryPolicy) |
 
 use std::fmt;
@@ -74,6 +77,9 @@ pub struct Config {
     pub(crate) migration_lock_timeout: Duration,
     pub(crate) tls: TlsConfig,
     pub(crate) tcp_keepalive: Option<Duration>,
+    pub(crate) replicas: Vec<DatabaseUrl>,
+    pub(crate) max_replica_lag: (Duration, u64),
+    pub(crate) read_your_writes_wait: Duration,
     /// Built from `tls` once and shared by clones; replaced whenever `tls` changes.
     pub(crate) tls_cache: Arc<TlsCache>,
 }
@@ -104,6 +110,9 @@ impl Config {
             read_connections: None,
             read_stall_after: Duration::from_millis(5),
             migration_lock_timeout: crate::pool::migrate::LOCK_TIMEOUT,
+            replicas: Vec::new(),
+            max_replica_lag: (Duration::from_secs(1), 16 << 20),
+            read_your_writes_wait: Duration::from_millis(5),
         })
     }
 
@@ -182,6 +191,21 @@ impl Config {
         }
         if let Some(v) = env_parse::<u64>("KEEL_TCP_KEEPALIVE_MS")? {
             self = self.tcp_keepalive((v > 0).then(|| Duration::from_millis(v)));
+        }
+        if let Ok(v) = std::env::var("KEEL_REPLICA_URLS") {
+            for url in v.split(',').map(str::trim).filter(|u| !u.is_empty()) {
+                self = self.replica(url)?;
+            }
+        }
+        let lag_ms = env_parse::<u64>("KEEL_MAX_REPLICA_LAG_MS")?;
+        let lag_bytes = env_parse::<u64>("KEEL_MAX_REPLICA_LAG_BYTES")?;
+        if lag_ms.is_some() || lag_bytes.is_some() {
+            let (time, bytes) = self.max_replica_lag;
+            self =
+                self.max_replica_lag(lag_ms.map_or(time, Duration::from_millis), lag_bytes.unwrap_or(bytes));
+        }
+        if let Some(v) = env_parse::<u64>("KEEL_READ_YOUR_WRITES_WAIT_MS")? {
+            self = self.read_your_writes_wait(Duration::from_millis(v));
         }
         self.retry = self.retry.with_env_overrides()?;
         Ok(self)
@@ -363,6 +387,61 @@ impl Config {
     pub fn migration_lock_timeout(mut self, d: Duration) -> Self {
         self.migration_lock_timeout = d.max(Duration::from_secs(1));
         self
+    }
+
+    /// Adds a read replica (PostgreSQL streaming replica; any number): autocommit reads and
+    /// read-only transactions go to a usable replica, the rest to the primary (see
+    /// [`replicas`](crate::pool::replicas)). The replica's connections take this
+    /// configuration's knobs, and TLS from its own URL. Env `KEEL_REPLICA_URLS`
+    /// (comma-separated). Fails on an invalid URL, or when the primary is not PostgreSQL
+    /// (MySQL/MariaDB replicas are not routed yet).
+    ///
+    /// ```
+    /// let config = keel_pool::Config::new("postgres://app@primary:5432/app")?
+    ///     .replica("postgres://app@replica-1:5432/app")?;
+    /// # Ok::<(), keel_pool::Error>(())
+    /// ```
+    pub fn replica(mut self, url: &str) -> Result<Self, Error> {
+        let url = DatabaseUrl::parse(url)?;
+        if self.backend() != Backend::Postgres || url.backend() != Backend::Postgres {
+            return Err(Error::config(format!(
+                "replica {url}: read replicas are routed on PostgreSQL only (primary: {})",
+                self.backend()
+            )));
+        }
+        self.replicas.push(url);
+        Ok(self)
+    }
+
+    /// A replica further behind the primary than this — in time or in WAL bytes — takes no
+    /// reads until it catches up (default 1 s and 16 MiB). Env `KEEL_MAX_REPLICA_LAG_MS`,
+    /// `KEEL_MAX_REPLICA_LAG_BYTES`.
+    pub fn max_replica_lag(mut self, time: Duration, bytes: u64) -> Self {
+        self.max_replica_lag = (time, bytes);
+        self
+    }
+
+    /// How long a read with a causality token waits for a replica to replay past it before
+    /// the primary serves it instead (default 5 ms). Env `KEEL_READ_YOUR_WRITES_WAIT_MS`.
+    pub fn read_your_writes_wait(mut self, d: Duration) -> Self {
+        self.read_your_writes_wait = d;
+        self
+    }
+
+    /// The replicas' URLs.
+    pub fn replica_urls(&self) -> &[DatabaseUrl] {
+        &self.replicas
+    }
+
+    /// The configuration of one replica's own pool: these knobs, its URL and TLS settings, no
+    /// replicas of its own.
+    pub(crate) fn for_replica(&self, url: &DatabaseUrl) -> Config {
+        let mut c = self.clone();
+        c.tls = url.tls().clone();
+        c.tls_cache = Arc::default();
+        c.url = url.clone();
+        c.replicas = Vec::new();
+        c
     }
 
     /// The number of shared read connections the pool opens on demand: PostgreSQL only;

@@ -23,6 +23,7 @@
 //!   - [`run`](pool::run): [`Pool::run`], one body on one connection that can be abandoned.
 //!   - [`tx`](pool::tx): [`Pool::transaction`], [`TxOptions`], [`Isolation`], [`TxError`].
 //!   - [`readers`](pool::readers): [`Reader`], [`with_read!`]: pipelined reads on shared sessions.
+//!   - [`replicas`](pool::replicas): read replicas, [`Causality`] tokens and [`Session`]s: read-your-writes.
 //!   - [`migrate`](pool::migrate): [`Pool::migrate`], [`MigrationStatus`]: applying a [`Migrations`] set.
 //! - [`retry`]: [`RetryPolicy`], backoff with jitter for transient failures.
 //! - [`reuse`]: [`Reuse`], keeping write statements prepared.
@@ -72,6 +73,7 @@ pub use keel_derive::{BulkRow, embed_migrations};
 pub use migrations::Migrations;
 pub use pool::migrate::MigrationStatus;
 pub use pool::readers::Reader;
+pub use pool::replicas::{Causality, ReplicaStats, RoutingStats, Session};
 pub use pool::tx::{Isolation, TxError, TxOptions};
 pub use pool::{Health, Pool, PoolState};
 pub use retry::RetryPolicy;

@@ -121,7 +121,69 @@ fn histogram(out: &mut String, name: &str, help: &str, h: &LatencyHistogram) {
 
 /// The whole exposition: pool gauges and counters, the query latency histogram, retries by
 /// kind and the HTTP counters.
-pub(crate) fn render(stats: &PoolStats, http: &HttpMetrics) -> String {
+/// Per replica: reads served, lag, failures; and where reads went when no replica could serve.
+fn routing_metrics(o: &mut String, r: &keel_pool::RoutingStats) {
+    family(o, "keel_replica_reads_total", "counter", "Reads served by each replica.");
+    for x in &r.replicas {
+        let _ = writeln!(o, "keel_replica_reads_total{{replica=\"{}\"}} {}", escape(&x.url), x.reads);
+    }
+    family(
+        o,
+        "keel_replica_failures_total",
+        "counter",
+        "Reads that failed on a replica and ran on the primary.",
+    );
+    for x in &r.replicas {
+        let _ = writeln!(o, "keel_replica_failures_total{{replica=\"{}\"}} {}", escape(&x.url), x.failures);
+    }
+    family(o, "keel_replica_lag_bytes", "gauge", "WAL bytes each replica is behind the primary.");
+    for x in &r.replicas {
+        let _ = writeln!(o, "keel_replica_lag_bytes{{replica=\"{}\"}} {}", escape(&x.url), x.lag_bytes);
+    }
+    family(o, "keel_replica_lag_seconds", "gauge", "Replay lag of each replica (0 when caught up).");
+    for x in &r.replicas {
+        let _ =
+            writeln!(o, "keel_replica_lag_seconds{{replica=\"{}\"}} {}", escape(&x.url), x.lag.as_secs_f64());
+    }
+    family(o, "keel_replica_usable", "gauge", "1 when the replica takes reads.");
+    for x in &r.replicas {
+        let _ = writeln!(o, "keel_replica_usable{{replica=\"{}\"}} {}", escape(&x.url), u8::from(x.usable));
+    }
+    single(
+        o,
+        "keel_replica_fallbacks_total",
+        "counter",
+        "Reads sent to the primary: no replica was usable.",
+        r.primary_fallbacks,
+    );
+    single(
+        o,
+        "keel_read_your_writes_reads_total",
+        "counter",
+        "Reads that carried a causality token.",
+        r.token_reads,
+    );
+    single(
+        o,
+        "keel_read_your_writes_waits_total",
+        "counter",
+        "Token reads that asked a replica for its position.",
+        r.token_waits,
+    );
+    single(
+        o,
+        "keel_read_your_writes_primary_total",
+        "counter",
+        "Token reads the primary served: no replica caught up in time.",
+        r.token_primary,
+    );
+}
+
+pub(crate) fn render(
+    stats: &PoolStats,
+    routing: Option<&keel_pool::RoutingStats>,
+    http: &HttpMetrics,
+) -> String {
     let mut out = String::with_capacity(8 * 1024);
     let o = &mut out;
     single(o, "keel_pool_max_connections", "gauge", "Most connections the pool opens.", stats.max_size);
@@ -187,6 +249,9 @@ pub(crate) fn render(stats: &PoolStats, http: &HttpMetrics) -> String {
     for (kind, n) in retries {
         let _ = writeln!(o, "keel_retries_total{{kind=\"{}\"}} {n}", escape(kind));
     }
+    if let Some(r) = routing {
+        routing_metrics(o, r);
+    }
     family(o, "http_requests_total", "counter", "HTTP responses, by route template, method and status.");
     if let Ok(m) = http.requests.lock() {
         for ((route, method, status), n) in m.iter() {
@@ -216,7 +281,7 @@ mod tests {
         http.requests.lock().unwrap().insert(("/users/{id}".to_owned(), "GET", 200), 3);
         let mut stats = PoolStats::default();
         stats.query_latency.le_us = keel_pool::LATENCY_BUCKETS_US.iter().map(|&b| (b, 0)).collect();
-        let text = render(&stats, &http);
+        let text = render(&stats, None, &http);
         for needle in [
             "# TYPE keel_pool_connections gauge",
             "# TYPE keel_query_duration_seconds histogram",

@@ -11,6 +11,7 @@
 pub mod cancel;
 pub mod migrate;
 pub mod readers;
+pub mod replicas;
 pub mod run;
 pub(crate) mod shared;
 pub mod tx;
@@ -45,8 +46,10 @@ pub struct Pool {
     inner: Arc<Inner>,
 }
 
-struct Inner {
+pub(crate) struct Inner {
     shared: Arc<Shared>,
+    /// The read replicas, when configured (PostgreSQL).
+    replicas: Option<Arc<replicas::Replicas>>,
     /// `None` once closed: dropping our handle lets bb8 close idle connections, and checked-out
     /// ones close when they come back.
     pools: RwLock<Option<Pools>>,
@@ -115,7 +118,12 @@ impl Pool {
         };
         readers::spawn_reaper(&shared);
         tracing::debug!(target: "keel_pool", url = %shared.config.url, "pool opened");
-        Ok(Pool { inner: Arc::new(Inner { shared, pools: RwLock::new(Some(pools)) }) })
+        let replicas = replicas::Replicas::new(&shared.config);
+        let inner = Arc::new(Inner { shared, replicas, pools: RwLock::new(Some(pools)) });
+        if let Some(r) = &inner.replicas {
+            replicas::spawn_prober(Arc::downgrade(&inner), Arc::clone(r));
+        }
+        Ok(Pool { inner })
     }
 
     pub(crate) fn shared(&self) -> &Arc<Shared> {
@@ -150,6 +158,18 @@ impl Pool {
     /// [`ErrorKind::Cancelled`](crate::ErrorKind::Cancelled) inside a [`Pool::detached`]
     /// operation whose caller went away.
     pub async fn get(&self) -> Result<Conn, Error> {
+        if self.inner.replicas.is_some()
+            && let Some(session) = replicas::Session::current()
+        {
+            // A primary connection may write: the session's token is taken before its next read.
+            session.owe();
+        }
+        self.checkout().await
+    }
+
+    /// [`Pool::get`] for reads: a read-your-writes session owes no token for it.
+    #[doc(hidden)]
+    pub async fn checkout(&self) -> Result<Conn, Error> {
         let shared = &self.inner.shared;
         let Some(pools) = self.pools().filter(|_| !shared.is_closed()) else {
             return Err(Error::PoolClosed);
@@ -300,6 +320,9 @@ impl Pool {
     pub async fn close(&self, deadline: Duration) -> u32 {
         self.inner.shared.closed.store(true, Relaxed);
         self.inner.shared.line.close();
+        if let Some(r) = &self.inner.replicas {
+            r.close().await;
+        }
         let until = Instant::now() + deadline;
         let mut in_use = 0;
         while let Some(pools) = self.pools() {

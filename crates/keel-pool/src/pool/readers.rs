@@ -337,7 +337,10 @@ impl Pool {
 }
 
 /// Runs one autocommit read body on whichever backend, pipelined on a shared session on
-/// PostgreSQL, on a pooled connection elsewhere; returns `Result<T, keel_pool::Error>`.
+/// PostgreSQL, on a pooled connection elsewhere; returns `Result<T, keel_pool::Error>`. With
+/// [replicas](crate::pool::replicas) configured it runs on a usable replica (one that has
+/// replayed past the current [`Session`](crate::Session)'s token), and once more on the
+/// primary if that replica fails as a server.
 ///
 /// The body is expanded once per connection type (like [`with_conn!`](crate::with_conn)):
 /// `c` is `&mut &PgConnection` on the shared path and `&mut` the pooled connection otherwise,
@@ -358,30 +361,43 @@ impl Pool {
 #[macro_export]
 macro_rules! with_read {
     ($pool:expr, |$c:ident| $body:expr) => {{
-        let pool: &$crate::Pool = $pool;
+        let primary: &$crate::Pool = $pool;
         async {
+            let mut route = primary.read_route().await?;
             let mut again = true;
             loop {
-                match pool.reader().await? {
-                    Some(reader) => {
+                let pool = route.pool();
+                // Err((error, run it once more on this pool))
+                let outcome: ::std::result::Result<_, ($crate::Error, bool)> = match pool.reader().await {
+                    Err(err) => Err((err, false)),
+                    Ok(Some(reader)) => {
                         let result: ::diesel::QueryResult<_> = {
                             let mut shared: &$crate::PgConnection = reader.conn();
                             let $c = &mut shared;
                             $body
                         };
-                        match reader.finish(result) {
-                            Ok(value) => break Ok(value),
-                            Err((_, true)) if again => again = false,
-                            Err((err, _)) => break Err(err),
-                        }
+                        reader.finish(result)
                     }
-                    None => {
-                        let mut conn = pool.get().await?;
-                        match $crate::with_conn!(&mut conn, |$c| $body) {
-                            Err(err) if again && pool.read_again(&mut conn, &err) => again = false,
-                            result => break result,
-                        }
+                    Ok(None) => match pool.checkout().await {
+                        Err(err) => Err((err, false)),
+                        Ok(mut conn) => match $crate::with_conn!(&mut conn, |$c| $body) {
+                            Ok(value) => Ok(value),
+                            Err(err) => {
+                                let retry = pool.read_again(&mut conn, &err);
+                                Err((err, retry))
+                            }
+                        },
+                    },
+                };
+                match outcome {
+                    Ok(value) => {
+                        route.served();
+                        break Ok(value);
                     }
+                    // A replica in trouble: once more on the primary.
+                    Err((err, _)) if route.elsewhere(&err) => {}
+                    Err((_, true)) if again => again = false,
+                    Err((err, _)) => break Err(err),
                 }
             }
         }

@@ -226,11 +226,32 @@ impl Pool {
         E: TxError + 'a,
         T: 'a,
     {
+        if options.read_only
+            && self.inner.replicas.is_some()
+            && let Some(replica) = self.read_route().await?.replica_pool()
+        {
+            // A read-only transaction runs on a replica; if that replica fails as a server,
+            // on the primary.
+            match replica.retrying(&options, &f).await {
+                Err(err) if err.as_keel_error().is_some_and(super::replicas::replica_trouble) => {}
+                done => return done,
+            }
+        }
+        self.retrying(&options, &f).await
+    }
+
+    /// The attempts of one transaction on this pool, with backoff, within the retry policy.
+    async fn retrying<'a, T, E, F>(&self, options: &TxOptions, f: &F) -> Result<T, E>
+    where
+        F: for<'c> Fn(&'c mut Conn) -> ScopedBoxFuture<'a, 'c, Result<T, E>> + 'a,
+        E: TxError + 'a,
+        T: 'a,
+    {
         let policy = options.retry.clone().unwrap_or_else(|| self.config().retry.clone());
         let started = Instant::now();
         let mut attempt = 1;
         loop {
-            let err = match self.attempt(&options, &f).await {
+            let err = match self.attempt(options, f).await {
                 Ok(value) => return Ok(value),
                 Err(err) => err,
             };
@@ -286,7 +307,12 @@ impl Pool {
                     crate::with_conn_raw!(&mut conn, |c| commit(c).await);
                 reset_session(&mut conn, options).await;
                 match committed {
-                    Ok(()) => Ok(value),
+                    Ok(()) => {
+                        if !options.read_only {
+                            super::replicas::note_commit(self, &mut conn).await;
+                        }
+                        Ok(value)
+                    }
                     Err(e) => {
                         let err = crate::classify(backend, e);
                         conn.observe(&err);
@@ -313,8 +339,6 @@ impl Pool {
     }
 }
 
-/// A failure seen on `conn`: after a connection-level error the connection is closed and the
-/// pool's other connections are pinged before reuse.
 /// Whether a transaction that failed with `err` runs again: transient failures, except a
 /// busy pool — an acquire timeout while the server is reachable. Waiting was the acquire timeout
 /// already, and another one only doubles what the caller waits for the same answer. An acquire
