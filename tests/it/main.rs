@@ -6,6 +6,7 @@
 
 mod bulk;
 mod cancel;
+mod cluster_replicas;
 mod contention;
 mod errors;
 mod faults;

@@ -11,6 +11,7 @@ use clap::{Parser, Subcommand};
 
 mod bench;
 mod ci;
+mod cluster;
 mod db;
 mod test;
 mod tidy;
@@ -55,6 +56,12 @@ enum Task {
         #[arg(long)]
         quick: bool,
     },
+    /// Local PostgreSQL cluster (a primary and a streaming replica on free loopback ports, data
+    /// under /tmp/keel-cluster-*, state under target/cluster/): up, down, status.
+    Cluster {
+        #[command(subcommand)]
+        command: ClusterCommand,
+    },
     /// Check the repository's shape: every .rs file opens with `//!`, every `pub mod` is in
     /// its file's map, no dbg!/todo!/unimplemented! left in.
     Tidy,
@@ -62,6 +69,27 @@ enum Task {
     /// required (KEEL_REQUIRE_BACKENDS=postgres,mysql,sqlite), failing if any was skipped, then
     /// a load smoke run on SQLite.
     Ci,
+}
+
+#[derive(Subcommand)]
+enum ClusterCommand {
+    /// Start a member (pg-primary or pg-replica; the replica starts the primary first) unless
+    /// it runs, and print the URLs.
+    Up {
+        /// pg-primary or pg-replica.
+        member: String,
+    },
+    /// Stop one member (pg-replica: only the replica) or, without one, everything.
+    Down {
+        /// pg-primary or pg-replica; none: the whole cluster, data removed.
+        member: Option<String>,
+    },
+    /// Running members, their URLs and the replication lag.
+    Status {
+        /// One JSON object (member -> URL) on the last line of stdout.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -79,6 +107,14 @@ fn main() -> Result<()> {
         Task::Migrate => runtime()?.block_on(db::migrate(url)),
         Task::Db { command: DbCommand::Status } => runtime()?.block_on(db::status(url)),
         Task::Test { args } => test::test(&root, &args, &[]),
+        Task::Cluster { command } => {
+            let target = keel_test::cluster::default_target_dir();
+            match command {
+                ClusterCommand::Up { member } => cluster::up(&target, &member),
+                ClusterCommand::Down { member } => cluster::down(&target, member.as_deref()),
+                ClusterCommand::Status { json } => cluster::status(&target, json),
+            }
+        }
         Task::Tidy => tidy::check(&root),
         Task::Ci => ci::ci(&root),
         Task::Bench { backend, quick } => bench::bench(&root, &backend, quick),

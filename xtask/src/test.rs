@@ -5,7 +5,9 @@
 //! Order: the PostgreSQL template of the demo migrations is made if missing (other sets, such
 //! as examples/orders' or the tests' own, get theirs on first use, behind keel-test's lock); then every test except the `serial_` ones,
 //! in parallel; then the `serial_` tests (server restarts, server-wide counters) one at a time,
-//! so they neither disturb nor are disturbed by other tests; then the doctests. An unfiltered
+//! so they neither disturb nor are disturbed by other tests; then the doctests. The `cluster_`
+//! tests (a local primary and replica) run one at a time in their own nextest group beside the
+//! rest; the cluster they start is stopped at the end unless it was running before. An unfiltered
 //! run fails when its serial phase runs no test (a renamed module must not drop them silently).
 
 use std::path::Path;
@@ -44,6 +46,12 @@ pub fn test(root: &Path, extra: &[String], env: &[(&str, &str)]) -> Result<()> {
         Err(e) => return Err(e).context("preparing the PostgreSQL template"),
     }
 
+    // The cluster tests start the local cluster (keel_test::cluster) on first use; a run that
+    // found none running stops it at the end, and leaves a developer's own alone.
+    let target = keel_test::cluster::default_target_dir();
+    let cluster_was_running =
+        keel_test::cluster::status(&target).map(|s| !s.members.is_empty()).unwrap_or(true);
+
     let nextest = has_nextest();
     let suite = if nextest {
         let not_serial = format!("not {SERIAL}");
@@ -81,6 +89,10 @@ pub fn test(root: &Path, extra: &[String], env: &[(&str, &str)]) -> Result<()> {
     } else {
         Ok(())
     };
+
+    if !cluster_was_running && let Err(e) = keel_test::cluster::down(&target, None) {
+        eprintln!("stopping the local cluster after the run failed: {e}");
+    }
 
     let tallies = report::read(&report_dir.join(report::FILE));
     println!("\nper-backend results (tests that use a database):");

@@ -121,7 +121,7 @@ fn write(path: &Path, text: &str) -> Result<(), InstanceError> {
 }
 
 /// The newest PostgreSQL server binaries on the machine (`/usr/lib/postgresql/<v>/bin`).
-fn pg_bin() -> Result<PathBuf, InstanceError> {
+pub(crate) fn pg_bin() -> Result<PathBuf, InstanceError> {
     let mut found: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
         .map_err(|e| format!("no PostgreSQL server binaries in /usr/lib/postgresql: {e}"))?
         .filter_map(|entry| {
