@@ -5,6 +5,8 @@
 //! - [`run`]: [`Pool::run`], one body on one connection that can be abandoned.
 //! - [`tx`]: [`Pool::transaction`] and [`TxOptions`](tx::TxOptions), transactions that retry.
 //! - [`readers`]: [`Pool::reader`] and [`with_read!`](crate::with_read), pipelined shared reads.
+//! - [`replicas`]: read replicas, [`Causality`](replicas::Causality) tokens and
+//!   [`Session`](replicas::Session)s: read-your-writes.
 //! - [`migrate`]: [`Pool::migrate`], applying a [`Migrations`](crate::Migrations) set.
 //! - `shared` (crate-private): the state a pool shares with its manager and connections.
 
