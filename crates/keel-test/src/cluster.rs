@@ -125,17 +125,7 @@ fn layout(target: &Path) -> Result<Layout, ClusterError> {
 }
 
 fn run(cmd: &mut Command) -> Result<String, ClusterError> {
-    let shown = format!("{cmd:?}");
-    let out = cmd.output().map_err(|e| ClusterError(format!("{shown}: {e}")))?;
-    if !out.status.success() {
-        return Err(ClusterError(format!(
-            "{shown} failed ({}): {}{}",
-            out.status,
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        )));
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    crate::instances::run(cmd).map_err(ClusterError)
 }
 
 fn as_postgres(bin: &Path, tool: &str) -> Command {
@@ -186,20 +176,7 @@ fn running(l: &Layout, bin: &Path, m: Member) -> Option<u16> {
 }
 
 fn psql(bin: &Path, port: u16, sql: &str) -> Result<String, ClusterError> {
-    run(Command::new(bin.join("psql")).args([
-        "-X",
-        "-At",
-        "-h",
-        "127.0.0.1",
-        "-p",
-        &port.to_string(),
-        "-U",
-        "root",
-        "-d",
-        "postgres",
-        "-c",
-        sql,
-    ]))
+    run(crate::instances::psql(bin, port).args(["-At", "-c", sql]))
 }
 
 fn start(bin: &Path, dir: &Path) -> Result<(), ClusterError> {

@@ -102,7 +102,8 @@ pub fn free_port() -> Result<u16, InstanceError> {
     Ok(listener.local_addr().map_err(|e| e.to_string())?.port())
 }
 
-fn run(cmd: &mut Command) -> Result<(), InstanceError> {
+/// Runs `cmd`; its stdout, or an error with the command and what it printed.
+pub(crate) fn run(cmd: &mut Command) -> Result<String, InstanceError> {
     let shown = format!("{cmd:?}");
     let out = cmd.output().map_err(|e| format!("{shown}: {e}"))?;
     if !out.status.success() {
@@ -113,7 +114,14 @@ fn run(cmd: &mut Command) -> Result<(), InstanceError> {
             String::from_utf8_lossy(&out.stderr)
         ));
     }
-    Ok(())
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// `psql` as superuser `root` on database `postgres` of the server at 127.0.0.1:`port`.
+pub(crate) fn psql(bin: &Path, port: u16) -> Command {
+    let mut cmd = Command::new(bin.join("psql"));
+    cmd.args(["-X", "-h", "127.0.0.1", "-p", &port.to_string(), "-U", "root", "-d", "postgres"]);
+    cmd
 }
 
 fn write(path: &Path, text: &str) -> Result<(), InstanceError> {
@@ -192,16 +200,7 @@ impl PgInstance {
             .arg("-l")
             .arg(instance.dir.join("log")))
         .map_err(|e| format!("{e}\nlog: {}", instance.log()))?;
-        let psql = instance.bin.join("psql");
-        run(Command::new(psql).args([
-            "-h",
-            "127.0.0.1",
-            "-p",
-            &port.to_string(),
-            "-U",
-            "root",
-            "-d",
-            "postgres",
+        run(psql(&instance.bin, port).args([
             "-c",
             "CREATE ROLE certuser LOGIN",
             "-c",
