@@ -8,7 +8,7 @@
 //! - State (ports, data directory) lives in `<target>/cluster/state`; the data and sockets live
 //!   in `/tmp/keel-cluster-<hash of the target dir>/`, owned by the `postgres` user, who must
 //!   reach them wherever the checkout is (PostgreSQL refuses to run as root).
-//! - For tests only: `fsync = off`, `synchronous_commit = off`, trust authentication on
+//! - For tests only: `fsync = off`, trust authentication on
 //!   127.0.0.1, superuser `root`. Every URL names database `keel`, created on the primary (the
 //!   replica has it through the WAL).
 
@@ -222,7 +222,7 @@ fn up_primary(l: &Layout, bin: &Path) -> Result<u16, ClusterError> {
         &dir,
         &format!(
             "listen_addresses = '127.0.0.1'\nport = {port}\nunix_socket_directories = '{}'\nwal_level = replica\n\
-             max_wal_senders = 5\nhot_standby = on\nfsync = off\nsynchronous_commit = off\nmax_connections = 300\n\
+             max_wal_senders = 5\nhot_standby = on\nfsync = off\nmax_connections = 300\n\
              shared_buffers = 32MB\n",
             l.data.display()
         ),
@@ -248,7 +248,7 @@ fn up_replica(l: &Layout, bin: &Path, primary: u16) -> Result<u16, ClusterError>
         run(as_postgres(bin, "pg_basebackup")
             .args(["-h", "127.0.0.1", "-p", &primary.to_string(), "-U", "root", "-D"])
             .arg(&dir)
-            .args(["-R", "-X", "stream"]))?;
+            .args(["-R", "-X", "stream", "-c", "fast"]))?;
     }
     append_conf(
         &dir,
