@@ -103,17 +103,7 @@ pub fn free_port() -> Result<u16, InstanceError> {
 }
 
 fn run(cmd: &mut Command) -> Result<(), InstanceError> {
-    let shown = format!("{cmd:?}");
-    let out = cmd.output().map_err(|e| format!("{shown}: {e}"))?;
-    if !out.status.success() {
-        return Err(format!(
-            "{shown} failed ({}): {}{}",
-            out.status,
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ));
-    }
-    Ok(())
+    crate::cluster::run(cmd).map(drop).map_err(|e| e.to_string())
 }
 
 fn write(path: &Path, text: &str) -> Result<(), InstanceError> {
