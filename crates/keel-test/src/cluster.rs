@@ -144,8 +144,8 @@ pub enum ClusterError {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Urls {
-    /// The primary (empty only when [`status`]-like callers found it stopped; [`up`] always
-    /// starts it).
+    /// The primary ([`up`] always starts it; empty only if it stopped again before `up`
+    /// returned).
     pub primary: String,
     /// The replica, when running.
     pub replica: Option<String>,
