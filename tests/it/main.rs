@@ -6,6 +6,7 @@
 
 mod bulk;
 mod cancel;
+mod cluster;
 mod cluster_replicas;
 mod contention;
 mod errors;

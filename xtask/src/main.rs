@@ -56,8 +56,8 @@ enum Task {
         #[arg(long)]
         quick: bool,
     },
-    /// Local PostgreSQL cluster (a primary and a streaming replica on free loopback ports, data
-    /// under /tmp/keel-cluster-*, state under target/cluster/): up, down, status.
+    /// Local PostgreSQL cluster (a primary, a streaming replica and PgBouncer on free loopback
+    /// ports, data under /tmp/keel-cluster-*, state under target/cluster/): up, down, status.
     Cluster {
         #[command(subcommand)]
         command: ClusterCommand,
@@ -73,15 +73,16 @@ enum Task {
 
 #[derive(Subcommand)]
 enum ClusterCommand {
-    /// Start a member (pg-primary or pg-replica; the replica starts the primary first) unless
-    /// it runs, and print the URLs.
+    /// Start a member (pg-primary, pg-replica or pgbouncer; the replica and PgBouncer start
+    /// the primary first) unless it runs, and print the running members' URLs.
     Up {
-        /// pg-primary or pg-replica.
+        /// pg-primary, pg-replica or pgbouncer.
         member: String,
     },
-    /// Stop one member (pg-replica: only the replica) or, without one, everything.
+    /// Stop one member (pg-replica or pgbouncer: only it; pg-primary: all three) or, without
+    /// one, everything.
     Down {
-        /// pg-primary or pg-replica; none: the whole cluster, data removed.
+        /// pg-primary, pg-replica or pgbouncer; none: the whole cluster, data removed.
         member: Option<String>,
     },
     /// Running members, their URLs and the replication lag.

@@ -5,9 +5,9 @@
 //! Order: the PostgreSQL template of the demo migrations is made if missing (other sets, such
 //! as examples/orders' or the tests' own, get theirs on first use, behind keel-test's lock); then every test except the `serial_` ones,
 //! in parallel; then the `serial_` tests (server restarts, server-wide counters) one at a time,
-//! so they neither disturb nor are disturbed by other tests; then the doctests. The `cluster_`
-//! tests (a local primary and replica) run one at a time in their own nextest group beside the
-//! rest; the cluster they start is stopped at the end unless it was running before. An unfiltered
+//! so they neither disturb nor are disturbed by other tests; then the doctests. The cluster
+//! tests (modules `cluster` and `cluster_*`: a local primary, replica and PgBouncer) run one at
+//! a time in their own nextest group beside the rest; the cluster they start is stopped at the end unless it was running before. An unfiltered
 //! run fails when its serial phase runs no test (a renamed module must not drop them silently).
 
 use std::path::Path;

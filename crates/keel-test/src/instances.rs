@@ -102,26 +102,8 @@ pub fn free_port() -> Result<u16, InstanceError> {
     Ok(listener.local_addr().map_err(|e| e.to_string())?.port())
 }
 
-/// Runs `cmd`; its stdout, or an error with the command and what it printed.
-pub(crate) fn run(cmd: &mut Command) -> Result<String, InstanceError> {
-    let shown = format!("{cmd:?}");
-    let out = cmd.output().map_err(|e| format!("{shown}: {e}"))?;
-    if !out.status.success() {
-        return Err(format!(
-            "{shown} failed ({}): {}{}",
-            out.status,
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ));
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-}
-
-/// `psql` as superuser `root` on database `postgres` of the server at 127.0.0.1:`port`.
-pub(crate) fn psql(bin: &Path, port: u16) -> Command {
-    let mut cmd = Command::new(bin.join("psql"));
-    cmd.args(["-X", "-h", "127.0.0.1", "-p", &port.to_string(), "-U", "root", "-d", "postgres"]);
-    cmd
+fn run(cmd: &mut Command) -> Result<(), InstanceError> {
+    crate::cluster::run(cmd).map(drop).map_err(|e| e.to_string())
 }
 
 fn write(path: &Path, text: &str) -> Result<(), InstanceError> {
@@ -200,7 +182,16 @@ impl PgInstance {
             .arg("-l")
             .arg(instance.dir.join("log")))
         .map_err(|e| format!("{e}\nlog: {}", instance.log()))?;
-        run(psql(&instance.bin, port).args([
+        let psql = instance.bin.join("psql");
+        run(Command::new(psql).args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &port.to_string(),
+            "-U",
+            "root",
+            "-d",
+            "postgres",
             "-c",
             "CREATE ROLE certuser LOGIN",
             "-c",

@@ -15,8 +15,9 @@
 //! - [`proxy`]: [`Proxy`], a fault-injecting TCP proxy bound to `127.0.0.1:0`.
 //! - [`instances`]: [`instances::PgInstance`], [`instances::MariaInstance`]: servers of a test's own
 //!   with TLS, and [`instances::TestCa`], the certificates for them.
-//! - [`cluster`]: a local PostgreSQL primary and streaming replica ([`cluster::up`], [`cluster::down`],
-//!   [`cluster::status`]), shared by the tests that need one; `cargo xtask cluster` drives it.
+//! - [`cluster`]: a local PostgreSQL primary, streaming replica and PgBouncer ([`cluster::up`],
+//!   [`cluster::down`], [`cluster::status`]), shared by the tests that need one; `cargo xtask
+//!   cluster` drives it.
 //! - [`http`]: [`http::Response`], an HTTP response as API tests check it (leaks, error bodies).
 //!
 //! A test names no label: the label is the running test's name (libtest names the thread that
