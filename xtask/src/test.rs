@@ -21,6 +21,15 @@ use crate::{cargo, run, runtime};
 /// The tests that must run alone: a `serial_` name at the top level or inside any module.
 const SERIAL: &str = "test(/(^|::)serial_/)";
 
+/// The suite's second run, on PostgreSQL through PgBouncer in transaction mode
+/// (`?pgbouncer=true`): the repository, transactions, raw SQL, bulk loads, migrations and the
+/// HTTP service. Left out are the tests that act on a server session of their own (terminate
+/// it, signal it, hold a session lock, open a transaction with a raw `BEGIN` across statements,
+/// count prepared statements or shared read sessions, need TLS): behind a transaction pooler
+/// there is no such session, which is what `Config::pgbouncer` documents.
+const PGBOUNCER: &str = "test(/^(repo|transactions|raw_sql|bulk|foundation|contention|serve|errors|statements)::/) \
+    & not test(/serial_|terminated|connection_lost|deadlocks|lock_timeouts|serialization_failures|held_migration_lock|stops_the_statement|stops_its_statement|reuse_their_prepared/)";
+
 /// Runs the suite; `extra` goes to `cargo nextest run` (e.g. a name filter), `env` to every
 /// test process. With `KEEL_REQUIRE_BACKENDS` in `env`, a backend named there that skipped or
 /// ran nothing fails the run.
@@ -90,6 +99,13 @@ pub fn test(root: &Path, extra: &[String], env: &[(&str, &str)]) -> Result<()> {
         Ok(())
     };
 
+    // The second run: PostgreSQL through PgBouncer (started once for the run), unfiltered runs only.
+    let pgbouncer = if extra.is_empty() && nextest {
+        pgbouncer_run(root, &target, env, required.contains(&Backend::Postgres))
+    } else {
+        Ok(())
+    };
+
     if !cluster_was_running && let Err(e) = keel_test::cluster::down(&target, None) {
         eprintln!("stopping the local cluster after the run failed: {e}");
     }
@@ -105,11 +121,49 @@ pub fn test(root: &Path, extra: &[String], env: &[(&str, &str)]) -> Result<()> {
     }
     suite?;
     docs?;
+    pgbouncer?;
     for backend in &required {
         let t = tallies.get(backend.as_str());
         if t.is_none_or(|t| t.ran == 0 || t.skipped > 0) {
             bail!("{backend} is required but its tests were skipped or did not run: {t:?}");
         }
+    }
+    Ok(())
+}
+
+/// Runs [`PGBOUNCER`] with test databases made on the cluster's primary and reached through
+/// its PgBouncer; fails when PgBouncer cannot be started and PostgreSQL is required, or when a
+/// test failed or none ran.
+fn pgbouncer_run(root: &Path, target: &Path, env: &[(&str, &str)], required: bool) -> Result<()> {
+    use keel_test::cluster::Member;
+    eprintln!("\nsecond run: PostgreSQL through PgBouncer in transaction mode");
+    let urls = match keel_test::cluster::up(target, Member::PgBouncer) {
+        Ok(urls) => urls,
+        Err(e) if !required => {
+            eprintln!("PgBouncer could not be started, its run is skipped: {e}");
+            return Ok(());
+        }
+        Err(e) => return Err(e).context("starting PgBouncer for the second run"),
+    };
+    let bouncer = urls.pgbouncer.context("the cluster started without a PgBouncer URL")?;
+    let report_dir = root.join("target").join("keel-test-report-pgbouncer");
+    let _ = std::fs::remove_dir_all(&report_dir);
+    std::fs::create_dir_all(&report_dir).with_context(|| format!("creating {}", report_dir.display()))?;
+    let mut cmd = cargo();
+    cmd.args(["nextest", "run", "-p", "keel-tests", "--all-features", "--no-fail-fast", "--no-tests=fail"]);
+    cmd.args(["-E", PGBOUNCER]).envs(env.iter().copied());
+    cmd.env(report::DIR_ENV, &report_dir)
+        .env("KEEL_TEST_POSTGRES_URL", &urls.primary)
+        .env("KEEL_TEST_POSTGRES_POOLER_URL", format!("{bouncer}?pgbouncer=true"))
+        .env("KEEL_TEST_BACKENDS", "postgres")
+        .env("KEEL_REQUIRE_BACKENDS", "postgres");
+    let ran = run(&mut cmd);
+    let tallies = report::read(&report_dir.join(report::FILE));
+    let t = tallies.get(Backend::Postgres.as_str());
+    println!("\nthrough PgBouncer (transaction mode): {t:?}");
+    ran?;
+    if t.is_none_or(|t| t.ran == 0 || t.skipped > 0 || t.failed > 0) {
+        bail!("the PgBouncer run ran no PostgreSQL test, or skipped or failed some: {t:?}");
     }
     Ok(())
 }

@@ -19,7 +19,8 @@
 //! | [`ping_idle_after`](Config::ping_idle_after) | `KEEL_PING_IDLE_AFTER_MS` | 1000 ms |
 //! | [`statement_timeout`](Config::statement_timeout) | `KEEL_STATEMENT_TIMEOUT_MS` | none (0 = none) |
 //! | [`slow_query_threshold`](Config::slow_query_threshold) | `KEEL_SLOW_QUERY_MS` | 1000 ms (0 = off) |
-//! | [`read_connections`](Config::read_connections) | `KEEL_PG_READ_CONNECTIONS` | PostgreSQL: max_size / 4, at least 1 (0 = off) |
+//! | [`read_connections`](Config::read_connections) | `KEEL_PG_READ_CONNECTIONS` | PostgreSQL: max_size / 4, at least 1 (0 = off; always 0 behind PgBouncer) |
+//! | [`pgbouncer`](Config::pgbouncer) | URL `?pgbouncer=true` | off |
 //! | [`read_stall_after`](Config::read_stall_after) | `KEEL_READ_STALL_AFTER_MS` | 5 ms |
 //! | [`migration_lock_timeout`](Config::migration_lock_timeout) | `KEEL_MIGRATION_LOCK_TIMEOUT_MS` | 60 000 ms |
 //! | [`ssl_mode`](Config::ssl_mode) | `KEEL_SSL_MODE` | URL `sslmode` / `ssl-mode`, else `prefer` (see [`tls`](crate::tls)) |
@@ -80,6 +81,7 @@ pub struct Config {
     pub(crate) replicas: Vec<DatabaseUrl>,
     pub(crate) max_replica_lag: (Duration, u64),
     pub(crate) read_your_writes_wait: Duration,
+    pub(crate) pgbouncer: bool,
     /// Built from `tls` once and shared by clones; replaced whenever `tls` changes.
     pub(crate) tls_cache: Arc<TlsCache>,
 }
@@ -94,7 +96,6 @@ impl Config {
             tls: url.tls().clone(),
             tcp_keepalive: url.tcp_keepalive().unwrap_or(Some(DEFAULT_TCP_KEEPALIVE)),
             tls_cache: Arc::default(),
-            url,
             max_size: 10,
             min_idle: None,
             acquire_timeout: Duration::from_secs(5),
@@ -113,6 +114,8 @@ impl Config {
             replicas: Vec::new(),
             max_replica_lag: (Duration::from_secs(1), 16 << 20),
             read_your_writes_wait: Duration::from_millis(5),
+            pgbouncer: url.pgbouncer().unwrap_or(false),
+            url,
         })
     }
 
@@ -289,6 +292,37 @@ impl Config {
         self
     }
 
+    /// PostgreSQL: the server is PgBouncer in `pool_mode = transaction` (default: the URL's
+    /// `?pgbouncer=true`, else off). Consecutive transactions of one client may then run on
+    /// different server sessions, so keel keeps everything a statement needs inside one
+    /// transaction:
+    /// - every autocommit statement run through [`with_conn!`](crate::with_conn) (and so every
+    ///   repository call) runs in a `BEGIN … COMMIT` of its own, so diesel-async's named
+    ///   prepared statement lives and dies (Parse … Close) on one server session; the statement
+    ///   cache is off, since a cached statement would outlive its server session;
+    /// - [`statement_timeout`](Config::statement_timeout) is set with `SET LOCAL` in each
+    ///   transaction, not as a startup option (PgBouncer refuses unknown startup options);
+    /// - no shared read sessions ([`read_connections`](Config::read_connections) is 0): they
+    ///   pipeline unrelated autocommit reads on one client connection, which a transaction
+    ///   pooler may hand to different server sessions between them;
+    /// - no `pg_cancel_backend`: the server pid keel would signal is not this client's. A
+    ///   dropped statement is waited for (bounded by `statement_timeout`) and rolled back;
+    /// - migrations run in one transaction under `pg_advisory_xact_lock`.
+    ///
+    /// Statements you run on a [`Conn`](crate::Conn) without `with_conn!` (matching on its
+    /// variants) must be inside a transaction ([`Pool::transaction`](crate::Pool::transaction)).
+    /// Ignored on other backends.
+    pub fn pgbouncer(mut self, on: bool) -> Self {
+        self.pgbouncer = on;
+        self
+    }
+
+    /// Whether keel runs in PgBouncer transaction-mode mode (see [`pgbouncer`](Config::pgbouncer));
+    /// always false off PostgreSQL.
+    pub fn is_pgbouncer(&self) -> bool {
+        self.pgbouncer && self.backend() == Backend::Postgres
+    }
+
     /// The server-side statement limit set by [`statement_timeout`](Config::statement_timeout).
     pub fn statement_timeout_limit(&self) -> Option<Duration> {
         self.statement_timeout
@@ -439,6 +473,7 @@ impl Config {
         let mut c = self.clone();
         c.tls = url.tls().clone();
         c.tls_cache = Arc::default();
+        c.pgbouncer = url.pgbouncer().unwrap_or(false);
         c.url = url.clone();
         c.replicas = Vec::new();
         c
@@ -449,6 +484,9 @@ impl Config {
     /// (at least 1).
     pub fn effective_read_connections(&self) -> u32 {
         match self.backend() {
+            // Behind a transaction pooler pipelined autocommit reads could land on different
+            // server sessions: see `pgbouncer`.
+            Backend::Postgres if self.pgbouncer => 0,
             Backend::Postgres => self.read_connections.unwrap_or(self.max_size.div_ceil(4).max(1)),
             _ => 0,
         }

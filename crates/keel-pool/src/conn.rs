@@ -170,6 +170,45 @@ impl Conn {
     }
 }
 
+impl Conn {
+    /// Behind PgBouncer ([`Config::pgbouncer`](crate::Config::pgbouncer)) with no transaction
+    /// open: [`with_conn!`](crate::with_conn) runs its body in a transaction of its own.
+    #[doc(hidden)]
+    #[inline]
+    pub fn __needs_statement_tx(&mut self) -> bool {
+        match self {
+            Conn::Postgres(c) => c.needs_statement_tx(),
+            _ => false,
+        }
+    }
+
+    /// Opens the statement's own transaction (see [`__needs_statement_tx`](Conn::__needs_statement_tx)),
+    /// with `SET LOCAL statement_timeout` when the pool has a limit.
+    #[doc(hidden)]
+    pub async fn __begin_statement_tx(&mut self) -> diesel::QueryResult<()> {
+        let Conn::Postgres(c) = self else { return Ok(()) };
+        let sql = crate::pool::tx::pgbouncer_begin_sql("BEGIN", c.shared().config.statement_timeout);
+        diesel_async::AnsiTransactionManager::begin_transaction_sql(&mut ***c, &sql).await
+    }
+
+    /// Ends the statement's own transaction: commits after `result` succeeded (a failed
+    /// commit is the result then), rolls back after it failed.
+    #[doc(hidden)]
+    pub async fn __end_statement_tx<T>(&mut self, result: diesel::QueryResult<T>) -> diesel::QueryResult<T> {
+        use diesel_async::TransactionManager as _;
+        let Conn::Postgres(c) = self else { return result };
+        let c: &mut PgConnection = &mut ***c;
+        match result {
+            Ok(value) => diesel_async::AnsiTransactionManager::commit_transaction(c).await.map(|()| value),
+            Err(e) => {
+                // A failed rollback leaves the manager broken: the pool then closes the connection.
+                let _ = diesel_async::AnsiTransactionManager::rollback_transaction(c).await;
+                Err(e)
+            }
+        }
+    }
+}
+
 impl std::fmt::Debug for Conn {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "Conn({})", self.backend())
@@ -201,7 +240,15 @@ macro_rules! with_conn {
     ($conn:expr, |$c:ident| $body:expr) => {{
         let conn: &mut $crate::Conn = $conn;
         let backend = conn.backend();
-        let result: ::diesel::QueryResult<_> = $crate::with_conn_raw!(&mut *conn, |$c| $body);
+        // Behind PgBouncer an autocommit statement gets a transaction of its own (`Config::pgbouncer`).
+        let own_tx = conn.__needs_statement_tx();
+        let begun: ::diesel::QueryResult<()> =
+            if own_tx { conn.__begin_statement_tx().await } else { Ok(()) };
+        let result: ::diesel::QueryResult<_> = match begun {
+            Ok(()) => $crate::with_conn_raw!(&mut *conn, |$c| $body),
+            Err(e) => Err(e),
+        };
+        let result = if own_tx { conn.__end_statement_tx(result).await } else { result };
         result.map_err(|e| {
             let err = $crate::classify(backend, e);
             conn.observe(&err);

@@ -138,7 +138,8 @@ pub(crate) fn pg_config(
     if pg_config.get_application_name().is_none() {
         pg_config.application_name(&config.application_name);
     }
-    if let Some(t) = config.statement_timeout {
+    // Behind PgBouncer the limit is `SET LOCAL` in each transaction: it refuses startup options.
+    if let Some(t) = config.statement_timeout.filter(|_| !config.is_pgbouncer()) {
         let mut options = pg_config.get_options().unwrap_or_default().to_owned();
         options.push_str(&format!(" -c statement_timeout={}", t.as_millis()));
         pg_config.options(options.trim());
@@ -196,6 +197,9 @@ pub(crate) async fn pg(config: &Config) -> Result<(PgConnection, Option<u64>), E
     let (pg_config, tls) = pg_config(config)?;
     let connecting = async {
         let (client, connection) = pg_config.connect(tls).await.map_err(|e| pg_failure(config, &e))?;
+        if config.is_pgbouncer() {
+            return pg_behind_pgbouncer(client, connection).await;
+        }
         let mut conn = PgConnection::try_from_client_and_connection(client, connection)
             .await
             .map_err(|e| e.to_string())?;
@@ -208,6 +212,34 @@ pub(crate) async fn pg(config: &Config) -> Result<(PgConnection, Option<u64>), E
         Ok::<_, Failure>((conn, Some(pid as u64)))
     };
     within_connect_timeout(config, connecting).await
+}
+
+/// A diesel-async connection through PgBouncer in transaction mode (see
+/// [`Config::pgbouncer`]): diesel-async's setup runs two `SET`s as prepared statements, whose
+/// Parse and Execute a transaction pooler may send to different server sessions, so they run
+/// inside one transaction; the statement cache is off (a cached statement would outlive its
+/// server session), and there is no backend pid (it would be whichever session PgBouncer lends).
+async fn pg_behind_pgbouncer<S>(
+    client: tokio_postgres::Client,
+    connection: tokio_postgres::Connection<tokio_postgres::Socket, S>,
+) -> Result<(PgConnection, Option<u64>), Failure>
+where
+    S: tokio_postgres::tls::TlsStream + Unpin + Send + 'static,
+{
+    use diesel_async::SimpleAsyncConnection as _;
+    tokio::spawn(async move {
+        if let Err(e) = connection.await {
+            tracing::debug!(target: "keel::pool", error = %e, "PostgreSQL connection (PgBouncer) ended");
+        }
+    });
+    client.batch_execute("BEGIN").await.map_err(|e| Failure::Driver(error_chain(&e)))?;
+    let mut conn = PgConnection::try_from(client).await.map_err(|e| Failure::Driver(e.to_string()))?;
+    conn.batch_execute("COMMIT").await.map_err(|e| Failure::Driver(e.to_string()))?;
+    diesel_async::AsyncConnection::set_prepared_statement_cache_size(
+        &mut conn,
+        diesel::connection::CacheSize::Disabled,
+    );
+    Ok((conn, None))
 }
 
 /// mysql_async's options for `config`: the URL without keel's parameters, keepalive, and TLS

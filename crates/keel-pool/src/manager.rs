@@ -41,6 +41,9 @@ pub struct Managed<C> {
     shared: Arc<Shared>,
     /// SQLite: the blocking jobs running on this connection.
     busy: Option<Arc<Busy>>,
+    /// PostgreSQL behind PgBouncer in transaction mode ([`Config::pgbouncer`]): autocommit
+    /// statements get a transaction of their own.
+    pgbouncer: bool,
 }
 
 impl<C> Managed<C> {
@@ -111,6 +114,13 @@ impl<C: BackendConn> Managed<C> {
         <C::TransactionManager as diesel_async::TransactionManager<C>>::is_broken_transaction_manager(
             &mut self.conn,
         )
+    }
+
+    /// Whether [`with_conn!`](crate::with_conn) must wrap the next statement in a transaction
+    /// of its own: behind PgBouncer, when no transaction is open.
+    #[inline]
+    pub(crate) fn needs_statement_tx(&mut self) -> bool {
+        self.pgbouncer && !self.in_transaction()
     }
 
     /// After a dirty connection was made clean by [`recover`](crate::pool::cancel::recover):
@@ -244,6 +254,7 @@ impl<C: BackendConn> KeelManager<C> {
             local_id,
             in_flight,
             broken: false,
+            pgbouncer: C::BACKEND == Backend::Postgres && shared.config.is_pgbouncer(),
             shared: Arc::clone(shared),
             busy,
         })

@@ -90,10 +90,13 @@ pub struct DatabaseUrl {
     sqlite_target: Option<SqliteTarget>,
     tls: TlsConfig,
     tcp_keepalive: Option<Option<Duration>>,
+    /// PostgreSQL's `pgbouncer` parameter, if given.
+    pgbouncer: Option<bool>,
 }
 
 /// The parameters keel reads out of a server URL itself; the driver never sees them.
-const PG_PARAMS: &[&str] = &["sslmode", "sslrootcert", "sslcert", "sslkey", "keepalives", "keepalives_idle"];
+const PG_PARAMS: &[&str] =
+    &["sslmode", "sslrootcert", "sslcert", "sslkey", "keepalives", "keepalives_idle", "pgbouncer"];
 const MYSQL_PARAMS: &[&str] = &["ssl-mode", "ssl-ca", "ssl-cert", "ssl-key", "tcp_keepalive"];
 
 fn is_keel_param(backend: Backend, key: &str) -> bool {
@@ -111,6 +114,8 @@ struct UrlParams {
     host_param: Option<String>,
     /// MySQL's `socket` parameter.
     socket: Option<String>,
+    /// PostgreSQL's `pgbouncer=true|false`.
+    pgbouncer: Option<bool>,
     /// True when some parameter must be kept from the driver.
     taken: bool,
 }
@@ -122,6 +127,7 @@ impl UrlParams {
             tcp_keepalive: None,
             host_param: None,
             socket: None,
+            pgbouncer: None,
             taken: false,
         };
         let (mut cert, mut key) = (None, None);
@@ -135,6 +141,12 @@ impl UrlParams {
                 }
                 _ => PG_PARAMS.contains(&k) || matches!(k, "require_ssl" | "verify_ca" | "verify_identity"),
             };
+            if wrong && k == "pgbouncer" {
+                return Err(Error::config(format!(
+                    "the URL parameter `pgbouncer` is for PostgreSQL URLs (PgBouncer pools PostgreSQL \
+                     connections), not {backend}"
+                )));
+            }
             if wrong {
                 return Err(Error::config(format!(
                     "the {backend} URL parameter `{k}` is not one keel reads for {backend}; use {}",
@@ -157,6 +169,17 @@ impl UrlParams {
                 "sslcert" | "ssl-cert" => cert = Some(v.to_owned()),
                 "sslkey" | "ssl-key" => key = Some(v.to_owned()),
                 "keepalives" => keepalives = Some(v.trim() != "0"),
+                "pgbouncer" => {
+                    found.pgbouncer = Some(match v.trim().to_ascii_lowercase().as_str() {
+                        "true" | "1" | "yes" | "on" => true,
+                        "false" | "0" | "no" | "off" => false,
+                        _ => {
+                            return Err(Error::config(format!(
+                                "URL parameter pgbouncer={v:?}: expected true or false"
+                            )));
+                        }
+                    })
+                }
                 "keepalives_idle" => idle = Some(Duration::from_secs(parse_number(k, v)?)),
                 "tcp_keepalive" => {
                     let ms = parse_number(k, v)?;
@@ -334,6 +357,7 @@ impl DatabaseUrl {
             sqlite_target: None,
             tls: params.tls,
             tcp_keepalive: params.tcp_keepalive,
+            pgbouncer: params.pgbouncer,
         })
     }
 
@@ -365,6 +389,7 @@ impl DatabaseUrl {
             sqlite_target: Some(target),
             tls: TlsConfig::new(SslMode::Disable),
             tcp_keepalive: None,
+            pgbouncer: None,
         })
     }
 
@@ -395,6 +420,13 @@ impl DatabaseUrl {
     /// PostgreSQL, `tcp_keepalive` in ms on MySQL): `Some(None)` is off.
     pub fn tcp_keepalive(&self) -> Option<Option<Duration>> {
         self.tcp_keepalive
+    }
+
+    /// PostgreSQL: whether the URL says the server is PgBouncer in transaction mode
+    /// (`?pgbouncer=true`, the spelling Prisma uses); `None` when it does not say. See
+    /// [`Config::pgbouncer`](crate::Config::pgbouncer).
+    pub fn pgbouncer(&self) -> Option<bool> {
+        self.pgbouncer
     }
 
     /// Port, with the backend's default filled in, for server backends.

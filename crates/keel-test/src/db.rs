@@ -26,7 +26,7 @@ use futures_util::FutureExt as _;
 use keel_pool::{Backend, Config, Conn, DatabaseUrl, Error, ErrorKind, Migrations, Pool, with_conn};
 
 use crate::report::{Outcome, record};
-use crate::servers::{required_backends, server_url};
+use crate::servers::{pooler_url, required_backends, selected, server_url};
 
 /// Prefix of the PostgreSQL templates test databases are copied from; the rest of the name is
 /// the migration set's [fingerprint](Migrations::fingerprint), so every set (yours, keel's)
@@ -225,7 +225,11 @@ impl TestDb {
                 };
                 run_each(backend, &mut admin, &[format!("CREATE DATABASE {name} TEMPLATE {template}")])
                     .await?;
-                let url = admin_url.with_database(&name).map_err(setup_err(backend))?;
+                let reach = match pooler_url(backend) {
+                    Some(u) => DatabaseUrl::parse(&u).map_err(setup_err(backend))?,
+                    None => admin_url.clone(),
+                };
+                let url = reach.with_database(&name).map_err(setup_err(backend))?;
                 let pool = test_pool(&url).await.map_err(setup_err(backend))?;
                 Ok(TestDb { backend, name, url, admin_url: Some(admin_url), sqlite_path: None, pool })
             }
@@ -349,6 +353,9 @@ pub fn current_test() -> String {
 /// database cannot be prepared.
 pub async fn test_db(backend: Backend, migrations: &Migrations) -> Option<TestDb> {
     let test = &current_test();
+    if !selected(backend) {
+        return None; // not asked for in this run (KEEL_TEST_BACKENDS): nothing to record
+    }
     match TestDb::create(backend, test, migrations).await {
         Ok(db) => Some(db),
         Err(TestDbError::Unavailable { reason, .. }) => {

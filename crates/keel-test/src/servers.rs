@@ -6,6 +6,13 @@
 //! | PostgreSQL server | `KEEL_TEST_POSTGRES_URL` | [`POSTGRES_URL`] |
 //! | MySQL/MariaDB server | `KEEL_TEST_MYSQL_URL` | [`MYSQL_URL`] |
 //! | required backends | `KEEL_REQUIRE_BACKENDS` (comma list: `postgres,mysql,sqlite`) | none |
+//! | backends to run on | `KEEL_TEST_BACKENDS` (comma list) | all |
+//! | PostgreSQL through a pooler | `KEEL_TEST_POSTGRES_POOLER_URL` | none |
+//!
+//! With `KEEL_TEST_POSTGRES_POOLER_URL` set (PgBouncer, say, with `?pgbouncer=true`), test
+//! databases are still created and dropped on the server itself (`KEEL_TEST_POSTGRES_URL`:
+//! `CREATE DATABASE` cannot run inside the transaction a transaction pooler needs), and the
+//! tests' pools and URLs reach them through the pooler.
 //!
 //! A backend whose server is unreachable is skipped, with the reason, unless it is required:
 //! then its tests fail.
@@ -31,6 +38,23 @@ pub fn server_url(backend: Backend) -> Option<String> {
         Backend::Sqlite => return None,
     };
     Some(std::env::var(var).unwrap_or_else(|_| default.to_owned()))
+}
+
+/// The URL tests reach `backend`'s test databases through, when it is not the server itself:
+/// `KEEL_TEST_POSTGRES_POOLER_URL` for PostgreSQL.
+pub fn pooler_url(backend: Backend) -> Option<String> {
+    match backend {
+        Backend::Postgres => std::env::var("KEEL_TEST_POSTGRES_POOLER_URL").ok().filter(|u| !u.is_empty()),
+        _ => None,
+    }
+}
+
+/// Whether tests run on `backend`: named in `KEEL_TEST_BACKENDS`, or that variable unset.
+pub fn selected(backend: Backend) -> bool {
+    match std::env::var("KEEL_TEST_BACKENDS") {
+        Ok(list) if !list.trim().is_empty() => parse_backends(&list).contains(&backend),
+        _ => true,
+    }
 }
 
 /// Backends named in `KEEL_REQUIRE_BACKENDS`: for these an unreachable server fails the test.

@@ -55,9 +55,19 @@ async fn copy_once<R: BulkRow>(pool: &Pool, rows: &[R]) -> Result<usize, Error> 
     let columns = column_list(R::COLUMNS);
     let mut client = pool.postgres_client().await?;
     let tx = client.transaction().await.map_err(|e| copy_error(&e))?;
+    if pool.config().is_pgbouncer()
+        && let Some(t) = pool.config().statement_timeout_limit()
+    {
+        // No startup option behind PgBouncer: the limit is set for this transaction.
+        let sql = format!("SET LOCAL statement_timeout = {}", t.as_millis());
+        tx.batch_execute(&sql).await.map_err(|e| copy_error(&e))?;
+    }
     let described =
         tx.prepare(&format!("SELECT {columns} FROM {table} LIMIT 0")).await.map_err(|e| copy_error(&e))?;
     let types: Vec<Type> = described.columns().iter().map(|c| c.type_().clone()).collect();
+    // Closed now, inside the transaction: behind PgBouncer the server session that knows the
+    // statement is ours only until the commit.
+    drop(described);
     let sql = format!("COPY {table} ({columns}) FROM STDIN (FORMAT binary)");
     let sink = tx.copy_in(&sql).await.map_err(|e| copy_error(&e))?;
     let mut writer = std::pin::pin!(BinaryCopyInWriter::new(sink, &types));

@@ -8,10 +8,11 @@
 //! `GET_LOCK` named after the database, SQLite a `BEGIN IMMEDIATE` transaction around the whole
 //! run. Waiting is bounded by [`Config::migration_lock_timeout`](crate::Config::migration_lock_timeout)
 //! (default [`LOCK_TIMEOUT`]); the error then names the session holding the
-//! lock when the server says. Behind PgBouncer in transaction mode a session advisory lock does
-//! not hold (the next statement may run on another server session): point migrations at the
-//! server itself (or a session-mode pool), which is what keel's migration connection — opened
-//! outside the pool, from the same URL — needs there anyway.
+//! lock when the server says. Behind PgBouncer in transaction mode
+//! ([`Config::pgbouncer`](crate::Config::pgbouncer)) a session advisory lock does not hold (the
+//! next statement may run on another server session): there the whole run is one transaction
+//! holding `pg_advisory_xact_lock`, each migration a savepoint inside it (so a migration that
+//! cannot run in a transaction, such as `CREATE INDEX CONCURRENTLY`, needs the server itself).
 
 use diesel::backend::Backend as DieselBackend;
 use diesel::migration::MigrationSource;
@@ -52,37 +53,77 @@ struct Held {
     holder: Option<String>,
 }
 
-/// Runs `body` holding the PostgreSQL migration lock on `conn`.
+/// Runs `body` holding the PostgreSQL migration lock on `conn`: a session advisory lock
+/// (`pg_advisory_lock`), or, behind PgBouncer in transaction mode (`pooled`), one transaction
+/// around the whole run holding `pg_advisory_xact_lock` — a pooler may lend another server
+/// session between two transactions, which would leave a session lock behind on the first.
+/// Each migration's own transaction becomes a savepoint inside it.
 fn with_pg_lock<T>(
     conn: &mut AsyncConnectionWrapper<PgConnection>,
     wait: std::time::Duration,
+    pooled: bool,
     body: impl FnOnce(&mut AsyncConnectionWrapper<PgConnection>) -> Result<T, BoxError>,
 ) -> Result<T, BoxError> {
+    use diesel::Connection as _;
     use diesel::connection::SimpleConnection as _;
     let ms = wait.as_millis();
-    conn.batch_execute(&format!("SET lock_timeout = '{ms}ms'"))?;
-    if let Err(e) = conn.batch_execute(&format!("SELECT pg_advisory_lock({PG_LOCK_KEY})")) {
-        let e = crate::classify(Backend::Postgres, e);
-        if e.kind() != crate::ErrorKind::LockTimeout {
-            // Not a wait that ran out (say, the session died): say what it was.
-            return Err(e.into());
+    let locked = if pooled {
+        conn.transaction::<T, BoxError, _>(|h| {
+            h.batch_execute(&format!(
+                "SET LOCAL lock_timeout = '{ms}ms'; SELECT pg_advisory_xact_lock({PG_LOCK_KEY}); \
+                 SET LOCAL lock_timeout = 0"
+            ))
+            .map_err(|e| LockFailed(crate::classify(Backend::Postgres, e)))?;
+            body(h)
+        })
+    } else {
+        conn.batch_execute(&format!("SET lock_timeout = '{ms}ms'"))?;
+        match conn.batch_execute(&format!("SELECT pg_advisory_lock({PG_LOCK_KEY})")) {
+            Err(e) => Err(LockFailed(crate::classify(Backend::Postgres, e)).into()),
+            Ok(()) => {
+                conn.batch_execute("RESET lock_timeout")?;
+                let result = body(conn);
+                // The session ends right after, which releases the lock too; unlock anyway for clarity.
+                let _ = conn.batch_execute(&format!("SELECT pg_advisory_unlock({PG_LOCK_KEY})"));
+                result
+            }
         }
-        let holder: Option<Held> = diesel::sql_query(format!(
+    };
+    let e = match locked {
+        Err(e) => match e.downcast::<LockFailed>() {
+            Ok(failed) => failed.0,
+            Err(other) => return Err(other),
+        },
+        ok => return ok,
+    };
+    if e.kind() != crate::ErrorKind::LockTimeout {
+        // Not a wait that ran out (say, the session died): say what it was.
+        return Err(e.into());
+    }
+    let holder = |h: &mut AsyncConnectionWrapper<PgConnection>| {
+        diesel::sql_query(format!(
             "SELECT 'pid ' || a.pid || COALESCE(', application ' || NULLIF(a.application_name, ''), '') AS holder \
              FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid \
              WHERE l.locktype = 'advisory' AND l.granted AND l.objid = {PG_LOCK_KEY} AND l.database = \
              (SELECT oid FROM pg_database WHERE datname = current_database()) LIMIT 1"
         ))
-        .get_result(conn)
-        .ok();
-        return Err(lock_timeout_message(wait, holder.and_then(|h| h.holder), &e.to_string()).into());
-    }
-    conn.batch_execute("RESET lock_timeout")?;
-    let result = body(conn);
-    // The session ends right after, which releases the lock too; unlock anyway for clarity.
-    let _ = conn.batch_execute(&format!("SELECT pg_advisory_unlock({PG_LOCK_KEY})"));
-    result
+        .get_result::<Held>(h)
+    };
+    let held = if pooled { conn.transaction(holder) } else { holder(conn) };
+    Err(lock_timeout_message(wait, held.ok().and_then(|h| h.holder), &e.to_string()).into())
 }
+
+/// Taking the migration lock failed with this error (told apart from the migrations' own).
+#[derive(Debug)]
+struct LockFailed(Error);
+
+impl std::fmt::Display for LockFailed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl std::error::Error for LockFailed {}
 
 /// Runs `body` holding the MySQL/MariaDB migration lock on `conn`.
 fn with_mysql_lock<T>(
@@ -190,11 +231,16 @@ impl Pool {
             // connection of their own (the wrapper drives the async connection from there).
             Backend::Postgres => {
                 let (conn, _) = connect::pg(self.config()).await?;
+                let pooled = self.config().is_pgbouncer();
                 tokio::task::spawn_blocking(move || {
                     let mut h = AsyncConnectionWrapper::<PgConnection>::from(conn);
                     match op {
+                        // Behind PgBouncer even reading the status needs one server session.
+                        Op::Status if pooled => {
+                            diesel::Connection::transaction(&mut h, |h| apply(h, source, op))
+                        }
                         Op::Status => apply(&mut h, source, op),
-                        _ => with_pg_lock(&mut h, wait, |h| apply(h, source, op)),
+                        _ => with_pg_lock(&mut h, wait, pooled, |h| apply(h, source, op)),
                     }
                     .map_err(|e| e.to_string())
                 })

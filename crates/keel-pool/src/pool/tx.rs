@@ -293,7 +293,10 @@ impl Pool {
         let mut conn = self.get().await?;
         let backend = conn.backend();
         shared.counters.transactions.fetch_add(1, Relaxed);
-        let (before, begin_sql) = options.begin_sql(backend);
+        let (before, mut begin_sql) = options.begin_sql(backend);
+        if self.config().is_pgbouncer() {
+            begin_sql = pgbouncer_begin_sql(&begin_sql, self.config().statement_timeout);
+        }
         let begun = begin(&mut conn, before, begin_sql).await;
         if let Err(e) = begun {
             let err = crate::classify(backend, e);
@@ -348,6 +351,15 @@ fn retried(err: &Error) -> bool {
     match err {
         Error::AcquireTimeout { last_connect_error, .. } => last_connect_error.is_some(),
         other => other.kind().is_transient(),
+    }
+}
+
+/// Behind PgBouncer ([`Config::pgbouncer`](crate::Config::pgbouncer)): `begin`, then the
+/// statement limit as `SET LOCAL` (it ends with the transaction), sent in one simple query.
+pub(crate) fn pgbouncer_begin_sql(begin: &str, statement_timeout: Option<std::time::Duration>) -> String {
+    match statement_timeout {
+        Some(t) => format!("{begin}; SET LOCAL statement_timeout = {}", t.as_millis()),
+        None => begin.to_owned(),
     }
 }
 

@@ -206,23 +206,30 @@ macro_rules! on_backend {
     ($conn:expr, |$c:ident, $db:ident| $body:expr) => {{
         let conn: &mut Conn = $conn;
         let backend = conn.backend();
-        let result = match &mut *conn {
-            Conn::Postgres($c) => {
-                let $c: &mut keel_pool::PgConnection = &mut ***$c;
-                type $db = Pg;
-                $body
-            }
-            Conn::Mysql($c) => {
-                let $c: &mut keel_pool::MysqlConnection = &mut ***$c;
-                type $db = Mysql;
-                $body
-            }
-            Conn::Sqlite($c) => {
-                let $c: &mut keel_pool::SqliteConnection = &mut ***$c;
-                type $db = Sqlite;
-                $body
-            }
+        // Behind PgBouncer an autocommit statement gets a transaction of its own, as in `with_conn!`.
+        let own_tx = conn.__needs_statement_tx();
+        let begun: diesel::QueryResult<()> = if own_tx { conn.__begin_statement_tx().await } else { Ok(()) };
+        let result = match begun {
+            Err(e) => Err(e),
+            Ok(()) => match &mut *conn {
+                Conn::Postgres($c) => {
+                    let $c: &mut keel_pool::PgConnection = &mut ***$c;
+                    type $db = Pg;
+                    $body
+                }
+                Conn::Mysql($c) => {
+                    let $c: &mut keel_pool::MysqlConnection = &mut ***$c;
+                    type $db = Mysql;
+                    $body
+                }
+                Conn::Sqlite($c) => {
+                    let $c: &mut keel_pool::SqliteConnection = &mut ***$c;
+                    type $db = Sqlite;
+                    $body
+                }
+            },
         };
+        let result = if own_tx { conn.__end_statement_tx(result).await } else { result };
         result.map_err(|e| {
             let err = keel_pool::classify(backend, e);
             conn.observe(&err);
