@@ -197,7 +197,7 @@ impl Conn {
     pub async fn __end_statement_tx<T>(&mut self, result: diesel::QueryResult<T>) -> diesel::QueryResult<T> {
         use diesel_async::TransactionManager as _;
         let Conn::Postgres(c) = self else { return result };
-        let c: &mut PgConnection = &mut ***c;
+        let c: &mut PgConnection = c;
         match result {
             Ok(value) => diesel_async::AnsiTransactionManager::commit_transaction(c).await.map(|()| value),
             Err(e) => {
