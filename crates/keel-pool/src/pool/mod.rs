@@ -277,6 +277,21 @@ impl Pool {
         crate::connect::pg_client(self.config()).await
     }
 
+    /// A plain mysql_async connection on the pool's MySQL/MariaDB server, opened with the pool's
+    /// URL handling and TLS but outside the pool, for what diesel-async does not expose (column
+    /// metadata: decimal precision and scale, binary or text collation). The caller owns it;
+    /// dropping it closes the session. Fails with
+    /// [`ErrorKind::InvalidInput`](crate::ErrorKind::InvalidInput) on another backend.
+    pub async fn mysql_client(&self) -> Result<mysql_async::Conn, Error> {
+        if self.backend() != Backend::Mysql {
+            return Err(Error::invalid_input(format!("a MySQL client was asked of a {} pool", self.backend())));
+        }
+        if self.is_closed() {
+            return Err(Error::PoolClosed);
+        }
+        crate::connect::mysql_client(self.config()).await
+    }
+
     /// The server's version string (`15.4`, `10.11.6-MariaDB`, `3.46.0` for SQLite).
     pub async fn server_version(&self) -> Result<String, Error> {
         let expr = match self.backend() {
