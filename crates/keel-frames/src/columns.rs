@@ -55,7 +55,7 @@ impl Kind {
             Kind::Binary => DataType::Binary,
             Kind::FixedBinary(n) => DataType::FixedSizeBinary(n),
             Kind::Uuid => DataType::FixedSizeBinary(16),
-            Kind::Timestamp(true) => DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+            Kind::Timestamp(true) => DataType::Timestamp(TimeUnit::Microsecond, Some("+00:00".into())),
             Kind::Timestamp(false) => DataType::Timestamp(TimeUnit::Microsecond, None),
             Kind::Date => DataType::Date32,
             Kind::Time => DataType::Time64(TimeUnit::Microsecond),
@@ -107,7 +107,7 @@ impl Builder {
             Kind::Uuid => Builder::Fixed(FixedSizeBinaryBuilder::with_capacity(cap, 16)),
             Kind::Timestamp(utc) => {
                 let b = TimestampMicrosecondBuilder::with_capacity(cap);
-                Builder::Timestamp(if utc { b.with_timezone("UTC") } else { b })
+                Builder::Timestamp(if utc { b.with_timezone("+00:00") } else { b })
             }
             Kind::Date => Builder::Date(Date32Builder::with_capacity(cap)),
             Kind::Time => Builder::Time(Time64MicrosecondBuilder::with_capacity(cap)),
@@ -198,7 +198,9 @@ pub(crate) fn decimal_text(text: &str, scale: i8) -> Result<i128, String> {
     let mut v: i128 = 0;
     let push = |v: i128, c: char| -> Result<i128, String> {
         let d = c.to_digit(10).ok_or_else(|| format!("{text:?} is not a decimal"))?;
-        v.checked_mul(10).and_then(|v| v.checked_add(i128::from(d))).ok_or_else(|| format!("decimal {text} overflows 38 digits"))
+        v.checked_mul(10)
+            .and_then(|v| v.checked_add(i128::from(d)))
+            .ok_or_else(|| format!("decimal {text} overflows 38 digits"))
     };
     for c in int.chars().chain(kept.chars()) {
         v = push(v, c)?;

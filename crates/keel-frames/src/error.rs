@@ -12,7 +12,9 @@ pub enum Error {
 
     /// A result column has a database type keel-frames cannot map to Arrow. Not retryable:
     /// cast the column in the SQL (`col::text`).
-    #[error("column {column} has database type {db_type}, which keel-frames cannot read as Arrow; cast it in the SQL (e.g. to text)")]
+    #[error(
+        "column {column} has database type {db_type}, which keel-frames cannot read as Arrow; cast it in the SQL (e.g. to text)"
+    )]
     UnsupportedType {
         /// The column's name in the result.
         column: String,

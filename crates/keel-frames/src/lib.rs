@@ -29,7 +29,7 @@
 //! | Binary | bytea | VARBINARY, BLOB | BLOB |
 //! | FixedSizeBinary(n) | — | BINARY(n) (keel's ids: 16) | — |
 //! | FixedSizeBinary(16), extension `arrow.uuid` | uuid | — | — |
-//! | Timestamp(µs, "UTC") | timestamptz | DATETIME, TIMESTAMP (keel stores UTC) | — (text) |
+//! | Timestamp(µs, "+00:00") | timestamptz | DATETIME, TIMESTAMP (keel stores UTC) | — (text) |
 //! | Timestamp(µs) | timestamp | — | — |
 //! | Date32 | date | DATE | — |
 //! | Time64(µs) | time | — | — |
@@ -38,7 +38,8 @@
 //! UUIDs are `FixedSizeBinary(16)` (16 bytes a value, not 36; Parquet readers see a 16-byte
 //! fixed binary, pyarrow the `arrow.uuid` extension). Any other type is an
 //! [`Error::UnsupportedType`] naming the column and its database type: cast it in the SQL.
-//! Every column is nullable.
+//! Every column is nullable. UTC timestamps carry the zone `+00:00` (an offset, which arrow-rs
+//! formats without the chrono-tz database; pyarrow and pandas read it as UTC).
 //!
 //! ```no_run
 //! use futures_util::TryStreamExt as _;

@@ -26,7 +26,9 @@ fn kind(c: &mysql_async::Column) -> Result<Kind, Error> {
     let name = c.name_str();
     Ok(match c.column_type() {
         ColumnType::MYSQL_TYPE_TINY if c.column_length() == 1 => Kind::Bool,
-        ColumnType::MYSQL_TYPE_TINY | ColumnType::MYSQL_TYPE_SHORT | ColumnType::MYSQL_TYPE_INT24 => Kind::Int32,
+        ColumnType::MYSQL_TYPE_TINY | ColumnType::MYSQL_TYPE_SHORT | ColumnType::MYSQL_TYPE_INT24 => {
+            Kind::Int32
+        }
         ColumnType::MYSQL_TYPE_YEAR => Kind::Int32,
         ColumnType::MYSQL_TYPE_LONG if !unsigned => Kind::Int32,
         ColumnType::MYSQL_TYPE_LONG => Kind::Int64,
@@ -72,15 +74,17 @@ fn kind(c: &mysql_async::Column) -> Result<Kind, Error> {
         | ColumnType::MYSQL_TYPE_DATETIME2
         | ColumnType::MYSQL_TYPE_TIMESTAMP
         | ColumnType::MYSQL_TYPE_TIMESTAMP2 => Kind::Timestamp(true),
-        other => return Err(Error::UnsupportedType { column: name.into_owned(), db_type: format!("{other:?}") }),
+        other => {
+            return Err(Error::UnsupportedType { column: name.into_owned(), db_type: format!("{other:?}") });
+        }
     })
 }
 
 /// A keel parameter as a mysql_async value, stored as keel stores it (UUIDs as 16 bytes,
 /// timestamps as UTC `DATETIME`).
 fn param(v: Value) -> mysql_async::Value {
-    use mysql_async::Value as M;
     use chrono::Timelike as _;
+    use mysql_async::Value as M;
     let datetime = |t: chrono::NaiveDateTime| {
         M::Date(
             t.year() as u16,
@@ -100,7 +104,9 @@ fn param(v: Value) -> mysql_async::Value {
         Value::Bytes(b) => M::Bytes(b),
         Value::Uuid(u) => M::Bytes(u.as_bytes().to_vec()),
         Value::Date(d) => datetime(d.and_hms_opt(0, 0, 0).unwrap_or_default()),
-        Value::Time(t) => M::Time(false, 0, t.hour() as u8, t.minute() as u8, t.second() as u8, t.nanosecond() / 1000),
+        Value::Time(t) => {
+            M::Time(false, 0, t.hour() as u8, t.minute() as u8, t.second() as u8, t.nanosecond() / 1000)
+        }
         Value::DateTime(t) => datetime(t),
         Value::Timestamp(t) => datetime(t.naive_utc()),
         _ => M::NULL,
@@ -127,7 +133,9 @@ fn append(builder: &mut Builder, v: mysql_async::Value) -> Result<(), String> {
         (Builder::Float32(b), M::Float(f)) => b.append_value(f),
         (Builder::Float64(b), M::Double(f)) => b.append_value(f),
         (Builder::Float64(b), M::Float(f)) => b.append_value(f64::from(f)),
-        (Builder::Text(b), M::Bytes(t)) => b.append_value(std::str::from_utf8(&t).map_err(|e| e.to_string())?),
+        (Builder::Text(b), M::Bytes(t)) => {
+            b.append_value(std::str::from_utf8(&t).map_err(|e| e.to_string())?)
+        }
         (Builder::Binary(b), M::Bytes(t)) => b.append_value(t),
         (Builder::Fixed(b), M::Bytes(t)) => b.append_value(t).map_err(|e| e.to_string())?,
         (Builder::Decimal(b, scale), M::Bytes(t)) => {
@@ -166,16 +174,17 @@ pub(crate) async fn start(
     let batch_rows = options.batch_rows;
     tokio::spawn(async move {
         let values: Vec<mysql_async::Value> = values.into_iter().map(param).collect();
-        let params = if values.is_empty() { mysql_async::Params::Empty } else { mysql_async::Params::Positional(values) };
+        let params = if values.is_empty() {
+            mysql_async::Params::Empty
+        } else {
+            mysql_async::Params::Positional(values)
+        };
         let mut result = match conn.exec_iter(text, params).await {
             Ok(r) => r,
             Err(e) => return drop(schema_tx.send(Err(db(e)))),
         };
-        let specs: Result<Vec<(String, Kind)>, Error> = result
-            .columns_ref()
-            .iter()
-            .map(|c| Ok((c.name_str().into_owned(), kind(c)?)))
-            .collect();
+        let specs: Result<Vec<(String, Kind)>, Error> =
+            result.columns_ref().iter().map(|c| Ok((c.name_str().into_owned(), kind(c)?))).collect();
         let mut columns = match specs.and_then(|s| Columns::new(&s, batch_rows)) {
             Ok(c) => c,
             Err(e) => return drop(schema_tx.send(Err(e))),

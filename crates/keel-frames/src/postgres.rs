@@ -75,7 +75,10 @@ pub(crate) async fn start(
             && let (Some(table), Some(attnum)) = (c.table_oid(), c.column_id())
         {
             let row = client
-                .query_opt("SELECT atttypmod FROM pg_attribute WHERE attrelid = $1 AND attnum = $2", &[&table, &attnum])
+                .query_opt(
+                    "SELECT atttypmod FROM pg_attribute WHERE attrelid = $1 AND attnum = $2",
+                    &[&table, &attnum],
+                )
                 .await
                 .map_err(|e| db(&e))?;
             typmod = row.map_or(-1, |r| r.get(0));
@@ -84,10 +87,8 @@ pub(crate) async fn start(
     }
     let mut columns = Columns::new(&specs, options.batch_rows)?;
     let schema = columns.schema.clone();
-    let copy = client
-        .copy_out(&format!("COPY ({inlined}) TO STDOUT (FORMAT binary)"))
-        .await
-        .map_err(|e| db(&e))?;
+    let copy =
+        client.copy_out(&format!("COPY ({inlined}) TO STDOUT (FORMAT binary)")).await.map_err(|e| db(&e))?;
     let batch_rows = options.batch_rows;
     tokio::spawn(async move {
         // The client must live as long as the copy stream: dropping it ends the session, which
@@ -219,7 +220,9 @@ fn append(builder: &mut Builder, v: &[u8]) -> Result<(), String> {
         }
         Builder::Binary(b) => b.append_value(v),
         Builder::Fixed(b) => b.append_value(v).map_err(|e| e.to_string())?,
-        Builder::Timestamp(b) => b.append_value(i64::from_be_bytes(fixed(v)?).saturating_add(PG_EPOCH_MICROS)),
+        Builder::Timestamp(b) => {
+            b.append_value(i64::from_be_bytes(fixed(v)?).saturating_add(PG_EPOCH_MICROS))
+        }
         Builder::Date(b) => b.append_value(i32::from_be_bytes(fixed(v)?).saturating_add(PG_EPOCH_DAYS)),
         Builder::Time(b) => b.append_value(i64::from_be_bytes(fixed(v)?)),
         Builder::Decimal(b, scale) => b.append_value(numeric(v, *scale)?),
@@ -260,7 +263,9 @@ fn numeric(v: &[u8], scale: i8) -> Result<i128, String> {
     } else {
         for _ in 0..-exp10 {
             if acc % 10 != 0 {
-                return Err(format!("numeric value has more than {scale} fractional digits; cast it to numeric(p,s)"));
+                return Err(format!(
+                    "numeric value has more than {scale} fractional digits; cast it to numeric(p,s)"
+                ));
             }
             acc /= 10;
         }

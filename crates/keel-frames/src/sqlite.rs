@@ -31,7 +31,11 @@ fn append(builder: &mut Builder, v: &Value) -> Result<(), String> {
         (Builder::Text(b), Value::Int(i)) => b.append_value(i.to_string()),
         (Builder::Text(b), Value::Float(f)) => b.append_value(f.to_string()),
         (Builder::Binary(b), Value::Bytes(x)) => b.append_value(x),
-        (_, v) => return Err(format!("SQLite value {v:?} does not fit the column's type (taken from its first value)")),
+        (_, v) => {
+            return Err(format!(
+                "SQLite value {v:?} does not fit the column's type (taken from its first value)"
+            ));
+        }
     }
     Ok(())
 }
@@ -69,7 +73,8 @@ pub(crate) async fn start(
             let mut schema_tx = Some(schema_tx);
             let mut failed: Option<Error> = None;
             let start = |first: &[Row]| {
-                let names: Vec<String> = first.first().map(|r| r.columns().map(str::to_owned).collect()).unwrap_or_default();
+                let names: Vec<String> =
+                    first.first().map(|r| r.columns().map(str::to_owned).collect()).unwrap_or_default();
                 let specs: Vec<(String, Kind)> =
                     names.into_iter().enumerate().map(|(i, n)| (n, kind_of(first, i))).collect();
                 Columns::new(&specs, batch_rows)

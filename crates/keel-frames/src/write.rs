@@ -108,7 +108,9 @@ impl<W: Write + Send> Sink<W> {
             Format::ArrowStream => Sink::ArrowStream(arrow_ipc::writer::StreamWriter::try_new(out, schema)?),
             Format::Csv => Sink::Csv(arrow_csv::WriterBuilder::new().with_header(true).build(out)),
             Format::JsonLines => Sink::JsonLines(
-                arrow_json::WriterBuilder::new().with_explicit_nulls(true).build::<_, arrow_json::writer::LineDelimited>(out),
+                arrow_json::WriterBuilder::new()
+                    .with_explicit_nulls(true)
+                    .build::<_, arrow_json::writer::LineDelimited>(out),
             ),
         })
     }

@@ -284,7 +284,10 @@ impl Pool {
     /// [`ErrorKind::InvalidInput`](crate::ErrorKind::InvalidInput) on another backend.
     pub async fn mysql_client(&self) -> Result<mysql_async::Conn, Error> {
         if self.backend() != Backend::Mysql {
-            return Err(Error::invalid_input(format!("a MySQL client was asked of a {} pool", self.backend())));
+            return Err(Error::invalid_input(format!(
+                "a MySQL client was asked of a {} pool",
+                self.backend()
+            )));
         }
         if self.is_closed() {
             return Err(Error::PoolClosed);

@@ -42,7 +42,10 @@ mod tests {
 
     #[test]
     fn literals_cannot_be_escaped() {
-        assert_eq!(postgres(&Value::Text("it's'; DROP TABLE x; --".into())), "'it''s''; DROP TABLE x; --'::text");
+        assert_eq!(
+            postgres(&Value::Text("it's'; DROP TABLE x; --".into())),
+            "'it''s''; DROP TABLE x; --'::text"
+        );
         assert_eq!(postgres(&Value::Int(-5)), "(-5)");
         assert_eq!(postgres(&Value::Bytes(vec![0, 255])), "'\\x00ff'::bytea");
         assert_eq!(postgres(&Value::Float(f64::NAN)), "'NaN'::float8");
