@@ -77,6 +77,9 @@ use keel_pool::{Backend, Pool};
 use keel_repo::raw::Params;
 pub use write::{Format, Written, write};
 
+/// Where a reader sends its batches (or the error that ended it).
+pub(crate) type BatchTx = tokio::sync::mpsc::Sender<Result<RecordBatch, Error>>;
+
 /// Rows per batch unless [`Options::batch_rows`] says otherwise.
 pub const DEFAULT_BATCH_ROWS: usize = 8_192;
 

@@ -8,7 +8,7 @@ use keel_pool::{Backend, Pool};
 use keel_repo::raw::{Params, Value};
 use mysql_async::consts::{ColumnFlags, ColumnType};
 use mysql_async::prelude::Queryable as _;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 
 use crate::columns::{Builder, Columns, Kind, decimal_text};
 use crate::{Error, Options};
@@ -165,7 +165,7 @@ pub(crate) async fn start(
     sql: &str,
     params: &Params,
     options: &Options,
-    tx: mpsc::Sender<Result<arrow_array::RecordBatch, Error>>,
+    tx: crate::BatchTx,
 ) -> Result<arrow_schema::SchemaRef, Error> {
     let (text, values) = keel_repo::raw::positional(sql, Backend::Mysql, params)?;
     let mut conn = pool.mysql_client().await?;

@@ -9,7 +9,6 @@ use bytes::{Buf as _, BytesMut};
 use futures_util::StreamExt as _;
 use keel_pool::Pool;
 use keel_repo::raw::Params;
-use tokio::sync::mpsc;
 use tokio_postgres::types::Type;
 
 use crate::columns::{Builder, Columns, Kind, UNCONSTRAINED_DECIMAL};
@@ -62,7 +61,7 @@ pub(crate) async fn start(
     sql: &str,
     params: &Params,
     options: &Options,
-    tx: mpsc::Sender<Result<arrow_array::RecordBatch, Error>>,
+    tx: crate::BatchTx,
 ) -> Result<arrow_schema::SchemaRef, Error> {
     let inlined = keel_repo::raw::inline_postgres(sql.trim().trim_end_matches(';'), params)?;
     let client = pool.postgres_client().await?;

@@ -6,7 +6,7 @@
 
 use keel_pool::{Conn, Pool};
 use keel_repo::raw::{Params, Row, Value};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 
 use crate::columns::{Builder, Columns, Kind};
 use crate::{Error, Options};
@@ -57,7 +57,7 @@ pub(crate) async fn start(
     sql: &str,
     params: &Params,
     options: &Options,
-    tx: mpsc::Sender<Result<arrow_array::RecordBatch, Error>>,
+    tx: crate::BatchTx,
 ) -> Result<arrow_schema::SchemaRef, Error> {
     let mut conn = pool.get().await?;
     let (schema_tx, schema_rx) = oneshot::channel::<Result<arrow_schema::SchemaRef, Error>>();
