@@ -299,3 +299,45 @@ async fn frames_stream_stops_the_query_when_dropped() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn frames_http_export_streams_jobs() {
+    use tower::ServiceExt as _;
+    for_each_backend(&MIGRATIONS, |pool| async move {
+        let backend = pool.backend();
+        let repo = Repo::new(pool.clone());
+        let user = Id::new();
+        let insert_user = "INSERT INTO users (id, name, email, created_at) VALUES (:id, 'Ada', 'ada@x.org', :at)";
+        repo.execute(insert_user, &Params::new().set("id", user).set("at", keel_schema::now())).await.unwrap();
+        for i in 0..25 {
+            let sql = "INSERT INTO jobs (id, user_id, title, salary_cents, created_at) VALUES (:id, :u, :t, :s, :at)";
+            let p = Params::new().set("id", Id::new()).set("u", user).set("t", format!("job {i}")).set("s", i * 100).set("at", keel_schema::now());
+            repo.execute(sql, &p).await.unwrap();
+        }
+        let app = keel_demo::serve::router(keel_demo::serve::AppState::new(repo, keel_demo::serve::Settings::default()));
+        for (format, content_type) in [("csv", "text/csv; charset=utf-8"), ("parquet", "application/vnd.apache.parquet"), ("arrow", "application/vnd.apache.arrow.stream")] {
+            let req = axum::http::Request::get(format!("/export/jobs?format={format}")).body(axum::body::Body::empty()).unwrap();
+            let res = app.clone().oneshot(req).await.unwrap();
+            assert_eq!(res.status(), 200, "{backend} {format}");
+            assert_eq!(res.headers()["content-type"], content_type, "{backend}");
+            let body = axum::body::to_bytes(res.into_body(), usize::MAX).await.unwrap();
+            let rows: usize = match format {
+                "csv" => String::from_utf8(body.to_vec()).unwrap().lines().count() - 1,
+                "parquet" => parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(body)
+                    .unwrap()
+                    .build()
+                    .unwrap()
+                    .map(|b| b.unwrap().num_rows())
+                    .sum(),
+                _ => arrow_ipc::reader::StreamReader::try_new(std::io::Cursor::new(body.to_vec()), None)
+                    .unwrap()
+                    .map(|b| b.unwrap().num_rows())
+                    .sum(),
+            };
+            assert_eq!(rows, 25, "{backend} {format}");
+        }
+        let req = axum::http::Request::get("/export/jobs?format=xls").body(axum::body::Body::empty()).unwrap();
+        assert_eq!(app.oneshot(req).await.unwrap().status(), 400);
+    })
+    .await;
+}

@@ -178,3 +178,58 @@ pub async fn write_with<W: Write + Send>(
     let out = sink.finish()?;
     Ok((written, out))
 }
+
+/// A `Write` whose bytes are taken out after each batch.
+#[derive(Clone, Default)]
+struct Shared(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl Shared {
+    fn take(&self) -> Vec<u8> {
+        std::mem::take(&mut *self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner))
+    }
+}
+
+impl Write for Shared {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner).extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// `batches` in `format` as a stream of byte chunks (about one per batch), for an HTTP body:
+/// nothing is buffered beyond a batch (Parquet: a row group), and dropping the stream (a client
+/// that went away) stops the query.
+pub fn chunks(
+    mut batches: Batches,
+    format: Format,
+) -> impl futures_util::Stream<Item = Result<bytes::Bytes, Error>> + Send + 'static {
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<bytes::Bytes, Error>>(crate::QUEUED_BATCHES);
+    tokio::spawn(async move {
+        let buf = Shared::default();
+        let result: Result<(), Error> = async {
+            let mut sink = Sink::new(format, &batches.schema(), buf.clone())?;
+            while let Some(batch) = batches.next().await {
+                sink.write(&batch?)?;
+                let bytes = buf.take();
+                if !bytes.is_empty() && tx.send(Ok(bytes.into())).await.is_err() {
+                    return Ok(()); // the reader went away: dropping `batches` stops the query
+                }
+            }
+            sink.finish()?;
+            let bytes = buf.take();
+            if !bytes.is_empty() {
+                let _ = tx.send(Ok(bytes.into())).await;
+            }
+            Ok(())
+        }
+        .await;
+        if let Err(e) = result {
+            let _ = tx.send(Err(e)).await;
+        }
+    });
+    futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|item| (item, rx)) })
+}
