@@ -12,6 +12,7 @@ mod contention;
 mod errors;
 mod faults;
 mod foundation;
+mod frames;
 mod raw_sql;
 mod readers;
 mod repo;

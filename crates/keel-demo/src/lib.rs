@@ -10,6 +10,7 @@
 //! Modules:
 //! - [`tour`]: `keel-demo tour` (the default command), a walk through what keel does.
 //! - [`seed`]: `keel-demo seed`, realistic users, jobs and accounts through the batch path.
+//! - [`export`]: `keel-demo export`, a query or table as Parquet, Arrow, CSV, JSON Lines or a text table.
 //! - [`load`]: `keel-demo load`, workloads with checked results, cancellation, a JSON report.
 //! - [`serve`]: `keel-demo serve`, the axum HTTP API; [`serve::router`] for in-process use.
 //! - [`table`]: small aligned text tables and number formatting for stdout.
@@ -17,6 +18,7 @@
 use anyhow::{Context, Result};
 use keel_pool::{Config, Pool};
 
+pub mod export;
 pub mod load;
 pub mod seed;
 pub mod serve;

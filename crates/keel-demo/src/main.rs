@@ -1,5 +1,5 @@
 //! The `keel-demo` binary: parses the command line and calls into the [`keel_demo`] library.
-//! Commands: `tour` (the default), `migrate`, `seed`, `load`, `serve`.
+//! Commands: `tour` (the default), `migrate`, `seed`, `load`, `serve`, `export`.
 //!
 //! The database URL comes from `--database-url`, then `DATABASE_URL`, then the embedded
 //! default `sqlite://keel.db`, so `cargo run --release -p keel-demo` works with nothing else
@@ -7,7 +7,7 @@
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
-use keel_demo::{load, seed, serve, tour};
+use keel_demo::{export, load, seed, serve, tour};
 use keel_pool::Config;
 
 #[derive(Parser)]
@@ -32,6 +32,8 @@ enum Command {
     Seed(seed::SeedArgs),
     /// Run a workload against seeded data and report throughput, latency and correctness.
     Load(load::LoadArgs),
+    /// Export a query or a table as Parquet, Arrow IPC, CSV, JSON Lines or a text table.
+    Export(export::ExportArgs),
     /// Serve the HTTP API (one pool per process, one pooled connection per request).
     Serve(serve::ServeArgs),
 }
@@ -47,6 +49,7 @@ async fn main() -> Result<()> {
         Command::Migrate => keel_demo::migrate(config).await,
         Command::Seed(args) => seed::command(config, &args).await,
         Command::Load(args) => load::command(config, &args).await,
+        Command::Export(args) => export::command(config, &args).await,
         Command::Serve(args) => {
             // Installed before the port is announced: a signal sent as soon as the address is
             // printed is a graceful shutdown, not a kill.

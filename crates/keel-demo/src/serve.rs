@@ -166,7 +166,7 @@ impl AppState {
         AppState { repo, http: Arc::default(), settings }
     }
 
-    fn pool(&self) -> &Pool {
+    pub(crate) fn pool(&self) -> &Pool {
         self.repo.pool()
     }
 }
@@ -254,7 +254,8 @@ pub fn router(state: AppState) -> Router {
         .route("/users/{id}", get(h::get_user).patch(h::update_user).delete(h::delete_user))
         .route("/users/{id}/jobs", get(h::user_jobs).post(h::create_job))
         .route("/accounts/{id}", get(h::get_account))
-        .route("/transfers", axum::routing::post(h::create_transfer));
+        .route("/transfers", axum::routing::post(h::create_transfer))
+        .route("/export/jobs", get(h::export_jobs));
     if state.settings.test_routes {
         routes = routes
             .route("/debug/sleep", get(h::debug_sleep))

@@ -313,6 +313,11 @@ async fn mysql_raw(config: &Config) -> Result<mysql_async::Conn, Failure> {
     }
 }
 
+/// A mysql_async connection with keel's URL handling and TLS, for [`Pool::mysql_client`](crate::Pool::mysql_client).
+pub(crate) async fn mysql_client(config: &Config) -> Result<mysql_async::Conn, Error> {
+    within_connect_timeout(config, async { mysql_raw(config).await }).await
+}
+
 /// A MySQL connection with keel's URL handling, TLS and keepalive, and nothing else.
 pub(crate) async fn mysql_bare(config: &Config) -> Result<MysqlConnection, Error> {
     let opening = async {

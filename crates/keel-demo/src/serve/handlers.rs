@@ -274,3 +274,42 @@ fn created<T: Serialize>(location: Option<&str>, value: &T) -> Response {
     }
     response
 }
+
+/// `?format=` of `GET /export/jobs`.
+#[derive(Debug, Deserialize)]
+pub(crate) struct ExportQuery {
+    format: Option<String>,
+}
+
+/// `GET /export/jobs?format=csv|parquet|arrow|jsonl`: every job, streamed as the file is
+/// written (`arrow` is the IPC stream format, which needs no footer); the query stops if the
+/// client goes away.
+pub(crate) async fn export_jobs(
+    State(state): State<AppState>,
+    QueryParams(q): QueryParams<ExportQuery>,
+) -> Response {
+    let name = q.format.unwrap_or_else(|| "csv".to_owned());
+    let format = match name.as_str() {
+        "arrow" => Some(keel_frames::Format::ArrowStream),
+        other => keel_frames::Format::parse(other),
+    };
+    let Some(format) = format else {
+        return (StatusCode::BAD_REQUEST, format!("unknown format {name:?}: csv, parquet, arrow or jsonl\n"))
+            .into_response();
+    };
+    let sql = "SELECT id, user_id, title, salary_cents, created_at FROM jobs";
+    let options = keel_frames::Options::new();
+    match keel_frames::query(state.pool(), sql, &keel_repo::raw::Params::new(), &options).await {
+        Ok(batches) => {
+            let body = axum::body::Body::from_stream(keel_frames::write::chunks(batches, format));
+            let disposition = format!("attachment; filename=\"jobs.{}\"", format.extension());
+            let mut res = body.into_response();
+            res.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(format.content_type()));
+            if let Ok(v) = HeaderValue::from_str(&disposition) {
+                res.headers_mut().insert(header::CONTENT_DISPOSITION, v);
+            }
+            res
+        }
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("export failed: {e}\n")).into_response(),
+    }
+}

@@ -265,16 +265,32 @@ impl Pool {
     /// The caller owns it; dropping it closes the session. Fails with
     /// [`ErrorKind::InvalidInput`](crate::ErrorKind::InvalidInput) on another backend.
     pub async fn postgres_client(&self) -> Result<tokio_postgres::Client, Error> {
-        if self.backend() != Backend::Postgres {
+        self.own_client_of(Backend::Postgres, "PostgreSQL")?;
+        crate::connect::pg_client(self.config()).await
+    }
+
+    /// A plain mysql_async connection on the pool's MySQL/MariaDB server, opened with the pool's
+    /// URL handling and TLS but outside the pool, for what diesel-async does not expose (column
+    /// metadata: decimal precision and scale, binary or text collation). The caller owns it;
+    /// dropping it closes the session. Fails with
+    /// [`ErrorKind::InvalidInput`](crate::ErrorKind::InvalidInput) on another backend.
+    pub async fn mysql_client(&self) -> Result<mysql_async::Conn, Error> {
+        self.own_client_of(Backend::Mysql, "MySQL")?;
+        crate::connect::mysql_client(self.config()).await
+    }
+
+    /// Whether a `name` driver client outside the pool may be opened on this pool.
+    fn own_client_of(&self, backend: Backend, name: &str) -> Result<(), Error> {
+        if self.backend() != backend {
             return Err(Error::invalid_input(format!(
-                "a PostgreSQL client was asked of a {} pool",
+                "a {name} client was asked of a {} pool",
                 self.backend()
             )));
         }
         if self.is_closed() {
             return Err(Error::PoolClosed);
         }
-        crate::connect::pg_client(self.config()).await
+        Ok(())
     }
 
     /// The server's version string (`15.4`, `10.11.6-MariaDB`, `3.46.0` for SQLite).

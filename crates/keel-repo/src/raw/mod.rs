@@ -40,6 +40,7 @@
 
 mod decimal;
 mod decode;
+mod literal;
 mod rewrite;
 mod value;
 
@@ -102,7 +103,9 @@ enum Bind<'p> {
 /// ("expression is of type text"), and none at all (oid 0) fails on `:p IS NULL` ("could not
 /// determine data type of parameter"). MySQL and SQLite take an untyped bound NULL anywhere.
 fn prepare<'p>(sql: &str, backend: Backend, params: &'p Params) -> Result<(String, Vec<Bind<'p>>)> {
-    let inline_null = |name: &str| backend == Backend::Postgres && params.get(name) == Some(&Value::Null);
+    let inline_null = |name: &str| {
+        (backend == Backend::Postgres && params.get(name) == Some(&Value::Null)).then(|| "NULL".to_owned())
+    };
     let rewritten = rewrite::rewrite_with(sql, backend, inline_null)?;
     for name in &rewritten.used {
         if params.get(name).is_none() {
@@ -132,6 +135,34 @@ fn prepare<'p>(sql: &str, backend: Backend, params: &'p Params) -> Result<(Strin
         });
     }
     Ok((rewritten.sql, binds))
+}
+
+/// The SQL for `backend` with positional placeholders (`$1`, `?`) and the values to bind in
+/// order, after the same checks [`Repo::query`] makes: every parameter used, none missing, no
+/// NUL byte in text, decimals that are decimals. For drivers other than diesel (keel-frames
+/// binds these through mysql_async). On PostgreSQL NULL parameters are written as the keyword
+/// `NULL` and take no position (see the [module docs](self)).
+pub fn positional(sql: &str, backend: Backend, params: &Params) -> Result<(String, Vec<Value>)> {
+    let (text, binds) = prepare(sql, backend, params)?;
+    let values = binds
+        .into_iter()
+        .map(|b| match b {
+            Bind::Value(v) => v.clone(),
+            Bind::Decimal(text, _) => Value::Decimal(text.to_owned()),
+        })
+        .collect();
+    Ok((text, values))
+}
+
+/// PostgreSQL SQL with every `:name` written as a constant of its value's type, for statements
+/// that take no bind parameters (`COPY (query) TO STDOUT`). The same checks as [`positional`]
+/// run first. Text is quoted as a standard string (`'` doubled), which is exact only while
+/// `standard_conforming_strings` is on: the session that runs the SQL must make sure of it
+/// (PostgreSQL's default since 9.1).
+pub fn inline_postgres(sql: &str, params: &Params) -> Result<String> {
+    prepare(sql, Backend::Postgres, params)?;
+    let inline = |name: &str| params.get(name).map(literal::postgres);
+    Ok(rewrite::rewrite_with(sql, Backend::Postgres, inline)?.sql)
 }
 
 /// How a backend binds a decimal. PostgreSQL: binary `numeric`, so `numeric` columns take it,
@@ -236,6 +267,28 @@ macro_rules! on_backend {
             Error::Db(err)
         })
     }};
+}
+
+/// Runs `sql` with `params` on a synchronous SQLite connection (inside
+/// `SyncConnectionWrapper::spawn_blocking`) and hands each row to `each` as it is read, without
+/// collecting them; `each` returns `false` to stop early. Fails like [`query_on`].
+pub fn for_each_sqlite(
+    conn: &mut diesel::SqliteConnection,
+    sql: &str,
+    params: &Params,
+    mut each: impl FnMut(Row) -> bool,
+) -> Result<()> {
+    let (text, binds) = prepare(sql, Backend::Sqlite, params)?;
+    let classify = |e| Error::Db(keel_pool::classify(Backend::Sqlite, e));
+    let query = bind_values!(Sqlite, text, &binds);
+    let rows = diesel::RunQueryDsl::load_iter::<Row, diesel::connection::DefaultLoadingMode>(query, conn)
+        .map_err(classify)?;
+    for row in rows {
+        if !each(row.map_err(classify)?) {
+            break;
+        }
+    }
+    Ok(())
 }
 
 /// Runs `sql` with `params` on `conn` and returns the rows (see the [module docs](self)). Use

@@ -13,7 +13,7 @@ use crate::error::{Error, Result};
 /// Fails on a `?` (MySQL, SQLite) or `$n` (PostgreSQL) placeholder outside literals: mixing
 /// them with named parameters would shift every position.
 pub fn rewrite(sql: &str, backend: Backend) -> Result<(String, Vec<String>)> {
-    let Rewritten { sql, binds, .. } = rewrite_with(sql, backend, |_| false)?;
+    let Rewritten { sql, binds, .. } = rewrite_with(sql, backend, |_| None)?;
     Ok((sql, binds))
 }
 
@@ -28,12 +28,13 @@ pub(super) struct Rewritten {
     pub used: Vec<String>,
 }
 
-/// [`rewrite`], but a name for which `inline_null` says yes becomes the keyword `NULL` (a
-/// constant, never input text) instead of a placeholder, and takes no bind position.
+/// [`rewrite`], but a name for which `inline` gives text is written as that text (the keyword
+/// `NULL`, or a literal [`super::literal`] made) instead of a placeholder, and takes no bind
+/// position.
 pub(super) fn rewrite_with(
     sql: &str,
     backend: Backend,
-    inline_null: impl Fn(&str) -> bool,
+    inline: impl Fn(&str) -> Option<String>,
 ) -> Result<Rewritten> {
     let chars: Vec<char> = sql.chars().collect();
     let mut out = String::with_capacity(sql.len() + 8);
@@ -130,8 +131,8 @@ pub(super) fn rewrite_with(
                 if !used.contains(&name) {
                     used.push(name.clone());
                 }
-                if inline_null(&name) {
-                    out.push_str("NULL");
+                if let Some(text) = inline(&name) {
+                    out.push_str(&text);
                 } else if pg {
                     let n = match names.iter().position(|x| *x == name) {
                         Some(p) => p + 1,
@@ -209,14 +210,14 @@ mod tests {
     #[test]
     fn inlined_nulls_take_no_position_but_count_as_used() {
         let sql = "SELECT :a, :n, :b, :n::int, ':n' -- :n";
-        let r = rewrite_with(sql, Backend::Postgres, |n| n == "n").unwrap();
+        let r = rewrite_with(sql, Backend::Postgres, |n| (n == "n").then(|| "NULL".to_owned())).unwrap();
         assert_eq!(r.sql, "SELECT $1, NULL, $2, NULL::int, ':n' -- :n");
         assert_eq!(r.binds, ["a", "b"]);
         assert_eq!(r.used, ["a", "n", "b"]);
-        let r = rewrite_with(sql, Backend::Mysql, |n| n == "n").unwrap();
+        let r = rewrite_with(sql, Backend::Mysql, |n| (n == "n").then(|| "NULL".to_owned())).unwrap();
         assert_eq!(r.sql, "SELECT ?, NULL, ?, NULL::int, ':n' -- :n");
         assert_eq!(r.binds, ["a", "b"]);
-        let r = rewrite_with(sql, Backend::Sqlite, |_| false).unwrap();
+        let r = rewrite_with(sql, Backend::Sqlite, |_| None).unwrap();
         assert_eq!(r.binds, ["a", "n", "b", "n"]);
         assert_eq!(r.used, ["a", "n", "b"]);
     }
