@@ -180,11 +180,7 @@ pub(crate) async fn pg_client(config: &Config) -> Result<tokio_postgres::Client,
     let (pg_config, tls) = pg_config(config)?;
     let connecting = async {
         let (client, connection) = pg_config.connect(tls).await.map_err(|e| pg_failure(config, &e))?;
-        tokio::spawn(async move {
-            if let Err(e) = connection.await {
-                tracing::debug!(target: "keel::pool", error = %e, "side PostgreSQL connection ended");
-            }
-        });
+        spawn_pg_connection(connection, "side PostgreSQL connection ended");
         Ok::<_, Failure>(client)
     };
     within_connect_timeout(config, connecting).await
@@ -214,6 +210,21 @@ pub(crate) async fn pg(config: &Config) -> Result<(PgConnection, Option<u64>), E
     within_connect_timeout(config, connecting).await
 }
 
+/// Drives a tokio-postgres connection on the runtime until its client is dropped; `ended` is
+/// logged at DEBUG with the error, if it ended with one.
+fn spawn_pg_connection<S>(
+    connection: tokio_postgres::Connection<tokio_postgres::Socket, S>,
+    ended: &'static str,
+) where
+    S: tokio_postgres::tls::TlsStream + Unpin + Send + 'static,
+{
+    tokio::spawn(async move {
+        if let Err(e) = connection.await {
+            tracing::debug!(target: "keel::pool", error = %e, "{ended}");
+        }
+    });
+}
+
 /// A diesel-async connection through PgBouncer in transaction mode (see
 /// [`Config::pgbouncer`]): diesel-async's setup runs two `SET`s as prepared statements, whose
 /// Parse and Execute a transaction pooler may send to different server sessions, so they run
@@ -227,11 +238,7 @@ where
     S: tokio_postgres::tls::TlsStream + Unpin + Send + 'static,
 {
     use diesel_async::SimpleAsyncConnection as _;
-    tokio::spawn(async move {
-        if let Err(e) = connection.await {
-            tracing::debug!(target: "keel::pool", error = %e, "PostgreSQL connection (PgBouncer) ended");
-        }
-    });
+    spawn_pg_connection(connection, "PostgreSQL connection (PgBouncer) ended");
     client.batch_execute("BEGIN").await.map_err(|e| Failure::Driver(error_chain(&e)))?;
     let mut conn = PgConnection::try_from(client).await.map_err(|e| Failure::Driver(e.to_string()))?;
     conn.batch_execute("COMMIT").await.map_err(|e| Failure::Driver(e.to_string()))?;
