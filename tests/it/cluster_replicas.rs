@@ -224,3 +224,82 @@ async fn the_http_service_returns_the_token_after_a_write_and_honours_it_on_read
     assert_eq!(res.status().as_u16(), 400, "a malformed token is the client's error");
     pool.close(Duration::from_secs(1)).await;
 }
+
+/// Brings the cluster back as it was (primary started, the promoted replica rebuilt from it)
+/// when the failover test ends, passed or not.
+struct RebuildAfterFailover;
+
+impl Drop for RebuildAfterFailover {
+    fn drop(&mut self) {
+        if let Err(e) = cluster::up(&cluster::default_target_dir(), Member::PgReplica) {
+            eprintln!("rebuilding the cluster after the failover test failed: {e}");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_standby_refuses_writes_as_read_only_and_a_promotion_is_detected() {
+    let (pool, urls) = cluster_pool("failover").await;
+    let repo = Repo::new(pool.clone());
+    let replica = urls.replica.as_deref().expect("a replica URL");
+    let db = format!("keel_rr_failover_{}", std::process::id()); // as cluster_pool names it
+    let replica_url = format!("{}/{db}", replica.rsplit_once('/').map_or(replica, |(base, _)| base));
+
+    // A configuration whose "primary" is a hot standby: a write fails as read_only (transient:
+    // a failover), once, not retried, and the message says why.
+    let standby = Pool::connect(Config::new(&replica_url).expect("URL").max_size(2)).await.expect("opens");
+    let err = Repo::new(standby.clone())
+        .create_user(&NewUser::new("Standby", "standby@example.com"))
+        .await
+        .expect_err("a standby takes no writes");
+    assert_eq!(err.kind(), Some(keel_pool::ErrorKind::ReadOnly), "{err}");
+    assert!(err.is_transient(), "{err}");
+    assert_eq!(standby.stats().retries.values().sum::<u64>(), 0, "a read-only refusal is not retried");
+    standby.close(Duration::ZERO).await;
+
+    // Fail over: the primary stops, the replica is promoted.
+    let session = Session::new(None);
+    let before =
+        session.run(repo.create_user(&NewUser::new("Before", "before@example.com"))).await.expect("insert");
+    let _rebuild = RebuildAfterFailover;
+    wait_for_replay(&pool, session.settle(&pool).await.expect("settle").expect("a token")).await;
+    cluster::failover(&cluster::default_target_dir()).expect("the replica is promoted");
+    let started = Instant::now();
+    while !pool.routing_stats().expect("routing").replicas[0].promoted {
+        assert!(started.elapsed() < Duration::from_secs(10), "the promotion was not detected");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let stats = pool.routing_stats().expect("routing");
+    assert!(!stats.replicas[0].usable, "a promoted replica takes no reads: {stats:?}");
+
+    // Writes through the old configuration fail with a clear transient error.
+    let short = Pool::connect(
+        pool.config()
+            .clone()
+            .acquire_timeout(Duration::from_millis(500))
+            .connect_timeout(Duration::from_millis(500)),
+    )
+    .await;
+    match short {
+        Ok(short) => {
+            let err = Repo::new(short.clone())
+                .create_user(&NewUser::new("Lost", "lost@example.com"))
+                .await
+                .expect_err("the old primary is down");
+            assert!(err.is_transient(), "a write during a failover is transient: {err}");
+            short.close(Duration::ZERO).await;
+        }
+        Err(e) => assert!(e.is_transient(), "opening a pool during a failover fails transiently: {e}"),
+    }
+
+    // Pointed at the new primary, writes succeed and the data written before is there.
+    let promoted = Pool::connect(Config::new(&replica_url).expect("URL").max_size(2)).await.expect("opens");
+    let promoted_repo = Repo::new(promoted.clone());
+    promoted_repo.get_user(before.id).await.expect("the promoted server has the earlier write");
+    promoted_repo
+        .create_user(&NewUser::new("After", "after@example.com"))
+        .await
+        .expect("the new primary takes writes");
+    promoted.close(Duration::ZERO).await;
+    pool.close(Duration::ZERO).await;
+}

@@ -166,13 +166,17 @@ async fn domain_errors_are_never_retried() {
 async fn read_only_transactions_refuse_writes() {
     for_each_backend(&MIGRATIONS, |pool| async move {
         let b = pool.backend();
+        let attempts = AtomicUsize::new(0);
         let err = pool
             .transaction_with(TxOptions::new().read_only(true), |conn| {
+                attempts.fetch_add(1, SeqCst);
                 async move { add_user(conn, "ro@example.com").await }.scope_boxed()
             })
             .await
             .unwrap_err();
-        assert!(!err.is_transient(), "{b}: {err}");
+        // The same kind on every backend, and not retried: the write is the body's mistake.
+        assert_eq!(err.kind(), ErrorKind::ReadOnly, "{b}: {err}");
+        assert_eq!(AtomicUsize::load(&attempts, SeqCst), 1, "{b}: a read-only refusal is not retried");
         assert_eq!(count_users(&pool).await, 0, "{b}");
         // Reads work, and the session is writable again afterwards.
         let n: i64 = pool

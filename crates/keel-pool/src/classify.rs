@@ -24,6 +24,7 @@ pub fn classify(backend: Backend, err: DieselError) -> Error {
                 DatabaseErrorKind::CheckViolation => ErrorKind::CheckViolation,
                 DatabaseErrorKind::NotNullViolation => ErrorKind::NotNullViolation,
                 DatabaseErrorKind::SerializationFailure => ErrorKind::SerializationFailure,
+                DatabaseErrorKind::ReadOnlyTransaction => ErrorKind::ReadOnly,
                 DatabaseErrorKind::ClosedConnection => ErrorKind::ConnectionLost,
                 DatabaseErrorKind::UnableToSendCommand => {
                     classify_message(backend, &message).unwrap_or(ErrorKind::ConnectionLost)
@@ -71,6 +72,7 @@ pub fn classify_postgres(err: &tokio_postgres::Error) -> Error {
         "23502" => ErrorKind::NotNullViolation,
         "40001" => ErrorKind::SerializationFailure,
         "40P01" => ErrorKind::Deadlock,
+        "25006" => ErrorKind::ReadOnly,
         "55P03" => ErrorKind::LockTimeout,
         "57014" => ErrorKind::StatementTimeout,
         "53300" => ErrorKind::TooManyConnections,
@@ -121,6 +123,8 @@ pub(crate) fn classify_message(backend: Backend, message: &str) -> Option<ErrorK
                 ErrorKind::InvalidInput
             } else if has("connection closed") || has("connection reset") || has("broken pipe") {
                 ErrorKind::ConnectionLost
+            } else if has("in a read-only transaction") {
+                ErrorKind::ReadOnly
             } else {
                 return None;
             }
@@ -139,6 +143,9 @@ pub(crate) fn classify_message(backend: Backend, message: &str) -> Option<ErrorK
                 ErrorKind::TooManyConnections
             } else if has("server shutdown in progress") {
                 ErrorKind::ServerShutdown
+            } else if has("--read-only option") || has("in a read only transaction") {
+                // 1290 (a read-only server), 1792 (START TRANSACTION READ ONLY), 1836
+                ErrorKind::ReadOnly
             } else if has("data too long")
                 || has("incorrect string value")
                 || has("out of range value")
@@ -167,6 +174,8 @@ pub(crate) fn classify_message(backend: Backend, message: &str) -> Option<ErrorK
                 ErrorKind::LockTimeout
             } else if has("constraint failed") && has("check") {
                 ErrorKind::CheckViolation
+            } else if has("attempt to write a readonly database") {
+                ErrorKind::ReadOnly
             } else {
                 return None;
             }

@@ -47,6 +47,16 @@ pub enum ErrorKind {
     CheckViolation,
     /// A `NOT NULL` column got a null.
     NotNullViolation,
+    /// The server accepts no writes: a write reached a hot standby (PostgreSQL 25006; after a
+    /// failover the configured primary may have become one), a MySQL/MariaDB server running
+    /// `--read-only` (1290, 1836), or a read-only transaction ([`TxOptions::read_only`]; SQLite
+    /// `SQLITE_READONLY`). Transient: the same write succeeds once the service reaches a
+    /// writable primary (its address re-pointed, or the configuration changed). Not retried by
+    /// [`Pool::transaction`](crate::Pool::transaction): a standby stays one for longer than a
+    /// backoff, and in a read-only transaction the write is the transaction's own mistake.
+    ///
+    /// [`TxOptions::read_only`]: crate::TxOptions::read_only
+    ReadOnly,
     /// The row asked for does not exist.
     NotFound,
     /// A value the database cannot store: too long, a NUL byte in text, bad encoding, a
@@ -85,6 +95,7 @@ impl ErrorKind {
             ErrorKind::ForeignKeyViolation => "foreign_key_violation",
             ErrorKind::CheckViolation => "check_violation",
             ErrorKind::NotNullViolation => "not_null_violation",
+            ErrorKind::ReadOnly => "read_only",
             ErrorKind::NotFound => "not_found",
             ErrorKind::InvalidInput => "invalid_input",
             ErrorKind::CommitOutcomeUnknown => "commit_outcome_unknown",
@@ -106,6 +117,7 @@ impl ErrorKind {
                 | ErrorKind::SerializationFailure
                 | ErrorKind::Deadlock
                 | ErrorKind::LockTimeout
+                | ErrorKind::ReadOnly
         )
     }
 }
@@ -296,6 +308,7 @@ mod tests {
             ErrorKind::ForeignKeyViolation,
             ErrorKind::CheckViolation,
             ErrorKind::NotNullViolation,
+            ErrorKind::ReadOnly,
             ErrorKind::NotFound,
             ErrorKind::InvalidInput,
             ErrorKind::CommitOutcomeUnknown,

@@ -505,12 +505,17 @@ fn up_primary(l: &Layout, bin: &Path, state: &mut State) -> Result<u16, ClusterE
 }
 
 fn up_replica(l: &Layout, bin: &Path, state: &mut State, primary: u16) -> Result<u16, ClusterError> {
-    if let Some(port) = running(l, bin, state, Member::PgReplica) {
+    let dir = l.member(Member::PgReplica);
+    // A replica promoted by [`failover`] has no standby.signal: it no longer follows the
+    // primary, so it is rebuilt from a new backup.
+    let promoted = dir.join("PG_VERSION").exists() && !dir.join("standby.signal").exists();
+    if promoted {
+        stop(l, bin, state, Member::PgReplica)?;
+    } else if let Some(port) = running(l, bin, state, Member::PgReplica) {
         state.ports.insert(Member::PgReplica, port);
         return Ok(port);
     }
-    let dir = l.member(Member::PgReplica);
-    if !dir.join("PG_VERSION").exists() {
+    if promoted || !dir.join("PG_VERSION").exists() {
         match std::fs::remove_dir_all(&dir) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(io("removing", &dir)(e)),
             _ => {}
@@ -667,6 +672,24 @@ fn stop(l: &Layout, bin: &Path, state: &State, m: Member) -> Result<(), ClusterE
         _ => run(as_postgres(&bin.join("pg_ctl")).args(["stop", "-w", "-m", "fast", "-D"]).arg(l.member(m)))
             .map(drop),
     }
+}
+
+/// Fails the primary over to the replica, as an operator would after losing the primary:
+/// stops the primary (fast shutdown) and promotes the running replica (`pg_ctl promote -w`),
+/// which then takes writes at its own URL. The next [`up`] that needs the replica starts the
+/// old primary again and rebuilds the replica from it (the promoted copy is discarded).
+/// Fails when no replica runs.
+pub fn failover(root_target_dir: &Path) -> Result<Urls, ClusterError> {
+    let l = layout(root_target_dir)?;
+    let bin = binaries()?;
+    let _lock = lock(&l)?;
+    let state = State::load(&l);
+    if running(&l, &bin, &state, Member::PgReplica).is_none() {
+        return Err(not_ready(&l, Member::PgReplica, "no replica runs: nothing to promote"));
+    }
+    stop(&l, &bin, &state, Member::PgPrimary)?;
+    run(as_postgres(&bin.join("pg_ctl")).args(["promote", "-w", "-D"]).arg(l.member(Member::PgReplica)))?;
+    Ok(urls(&l, &bin, &state))
 }
 
 /// Stops one member or, with `None`, everything and removes the data directory. Idempotent:

@@ -76,6 +76,9 @@ fn database_message(kind: ErrorKind, constraint: Option<&str>) -> String {
             "no database connection became available in time (the database is unreachable or busy); retry later"
         }
         ErrorKind::PoolClosed => "the server is shutting down; retry later",
+        ErrorKind::ReadOnly => {
+            "the database accepts no writes right now (a failover may be under way); retry later"
+        }
         ErrorKind::SerializationFailure | ErrorKind::Deadlock | ErrorKind::LockTimeout => {
             "the request conflicted with concurrent work; retry it"
         }

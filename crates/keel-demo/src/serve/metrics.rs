@@ -123,31 +123,36 @@ fn histogram(out: &mut String, name: &str, help: &str, h: &LatencyHistogram) {
 /// kind and the HTTP counters.
 /// Per replica: reads served, lag, failures; and where reads went when no replica could serve.
 fn routing_metrics(o: &mut String, r: &keel_pool::RoutingStats) {
-    family(o, "keel_replica_reads_total", "counter", "Reads served by each replica.");
-    for x in &r.replicas {
-        let _ = writeln!(o, "keel_replica_reads_total{{replica=\"{}\"}} {}", escape(&x.url), x.reads);
-    }
-    family(
-        o,
-        "keel_replica_failures_total",
-        "counter",
-        "Reads that failed on a replica and ran on the primary.",
-    );
-    for x in &r.replicas {
-        let _ = writeln!(o, "keel_replica_failures_total{{replica=\"{}\"}} {}", escape(&x.url), x.failures);
-    }
-    family(o, "keel_replica_lag_bytes", "gauge", "WAL bytes each replica is behind the primary.");
-    for x in &r.replicas {
-        let _ = writeln!(o, "keel_replica_lag_bytes{{replica=\"{}\"}} {}", escape(&x.url), x.lag_bytes);
-    }
-    family(o, "keel_replica_lag_seconds", "gauge", "Replay lag of each replica (0 when caught up).");
-    for x in &r.replicas {
-        let _ =
-            writeln!(o, "keel_replica_lag_seconds{{replica=\"{}\"}} {}", escape(&x.url), x.lag.as_secs_f64());
-    }
-    family(o, "keel_replica_usable", "gauge", "1 when the replica takes reads.");
-    for x in &r.replicas {
-        let _ = writeln!(o, "keel_replica_usable{{replica=\"{}\"}} {}", escape(&x.url), u8::from(x.usable));
+    type Value = fn(&keel_pool::ReplicaStats) -> f64;
+    let families: [(&str, &str, &str, Value); 6] = [
+        ("keel_replica_reads_total", "counter", "Reads served by each replica.", |x| x.reads as f64),
+        (
+            "keel_replica_failures_total",
+            "counter",
+            "Reads that failed on a replica and ran on the primary.",
+            |x| x.failures as f64,
+        ),
+        ("keel_replica_lag_bytes", "gauge", "WAL bytes each replica is behind the primary.", |x| {
+            x.lag_bytes as f64
+        }),
+        ("keel_replica_lag_seconds", "gauge", "Replay lag of each replica (0 when caught up).", |x| {
+            x.lag.as_secs_f64()
+        }),
+        ("keel_replica_usable", "gauge", "1 when the replica takes reads.", |x| {
+            f64::from(u8::from(x.usable))
+        }),
+        (
+            "keel_replica_promoted",
+            "gauge",
+            "1 when the replica was seen promoted (out of recovery): a failover happened.",
+            |x| f64::from(u8::from(x.promoted)),
+        ),
+    ];
+    for (name, kind, help, value) in families {
+        family(o, name, kind, help);
+        for x in &r.replicas {
+            let _ = writeln!(o, "{name}{{replica=\"{}\"}} {}", escape(&x.url), value(x));
+        }
     }
     single(
         o,

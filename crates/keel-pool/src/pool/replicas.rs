@@ -187,10 +187,14 @@ async fn primary_position(pool: &Pool) -> Result<Causality, Error> {
 
 /// The WAL insert position, asked on `conn` (a primary connection).
 pub(crate) async fn position(conn: &mut crate::Conn) -> Result<Causality, Error> {
+    lsn(conn, "pg_current_wal_insert_lsn()::text").await
+}
+
+/// The LSN `expr` (an SQL expression giving an LSN's text) evaluates to on `conn`.
+async fn lsn(conn: &mut crate::Conn, expr: &'static str) -> Result<Causality, Error> {
     use diesel_async::RunQueryDsl as _;
-    let text: String = crate::with_conn!(conn, |c| {
-        diesel::select(diesel::dsl::sql::<Text>("pg_current_wal_insert_lsn()::text")).get_result(c).await
-    })?;
+    let text: String =
+        crate::with_conn!(conn, |c| diesel::select(diesel::dsl::sql::<Text>(expr)).get_result(c).await)?;
     text.parse()
 }
 
@@ -214,6 +218,7 @@ pub(crate) struct Replica {
     lag_bytes: AtomicU64,
     lag_us: AtomicU64,
     usable: AtomicBool,
+    promoted: AtomicBool,
     reads: AtomicU64,
     failures: AtomicU64,
 }
@@ -243,6 +248,7 @@ impl Replicas {
                 lag_bytes: AtomicU64::new(0),
                 lag_us: AtomicU64::new(0),
                 usable: AtomicBool::new(false),
+                promoted: AtomicBool::new(false),
                 reads: AtomicU64::new(0),
                 failures: AtomicU64::new(0),
             })
@@ -397,6 +403,7 @@ impl Pool {
                 .map(|x| ReplicaStats {
                     url: x.config.url.to_string(),
                     usable: x.usable.load(Relaxed),
+                    promoted: x.promoted.load(Relaxed),
                     reads: x.reads.load(Relaxed),
                     failures: x.failures.load(Relaxed),
                     lag_bytes: x.lag_bytes.load(Relaxed),
@@ -417,16 +424,8 @@ impl Pool {
 
 /// A replica's replay position now, asked directly.
 async fn replay_position(r: &Replica) -> Option<u64> {
-    use diesel_async::RunQueryDsl as _;
-    let pool = r.pool.get()?;
-    let mut conn = pool.get().await.ok()?;
-    let text: String = crate::with_conn!(&mut conn, |c| {
-        diesel::select(diesel::dsl::sql::<Text>("COALESCE(pg_last_wal_replay_lsn()::text, '0/0')"))
-            .get_result(c)
-            .await
-    })
-    .ok()?;
-    text.parse::<Causality>().ok().map(Causality::lsn)
+    let mut conn = r.pool.get()?.get().await.ok()?;
+    lsn(&mut conn, "COALESCE(pg_last_wal_replay_lsn()::text, '0/0')").await.ok().map(Causality::lsn)
 }
 
 /// Starts the prober of a pool with replicas; it ends when the pool is closed or dropped.
@@ -495,8 +494,10 @@ async fn probe(primary: &Pool, replicas: &Replicas) {
         r.lag_us.store(lag_us, Relaxed);
         let (max_time, max_bytes) = config.max_replica_lag;
         let usable = in_recovery && behind <= max_bytes && Duration::from_micros(lag_us) <= max_time;
-        if !in_recovery && AtomicBool::load(&r.usable, Relaxed) {
-            tracing::warn!(target: "keel_pool::replicas", replica = %r.config.url, "replica is no longer in recovery (promoted?): it takes no reads until the configuration changes");
+        if !in_recovery && !r.promoted.swap(true, Relaxed) {
+            tracing::warn!(target: "keel_pool::replicas", replica = %r.config.url, "replica is no longer in recovery: it was promoted (a failover), so it takes no reads, and writes go on failing until the configuration points at the new primary");
+        } else if in_recovery {
+            r.promoted.store(false, Relaxed);
         }
         r.usable.store(usable, Relaxed);
     }
@@ -527,6 +528,9 @@ pub struct ReplicaStats {
     pub url: String,
     /// Takes reads now: reachable, in recovery, within `max_replica_lag`.
     pub usable: bool,
+    /// Seen out of recovery at the last probe: it was promoted to a primary (a failover). It
+    /// takes no reads; point the configuration at it (as the primary) to use it.
+    pub promoted: bool,
     /// Reads it served.
     pub reads: u64,
     /// Reads that failed on it and ran again on the primary.

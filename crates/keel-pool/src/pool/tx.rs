@@ -70,7 +70,7 @@ use diesel_async::{AnsiTransactionManager, SimpleAsyncConnection as _, Transacti
 use scoped_futures::ScopedBoxFuture;
 
 use crate::conn::Conn;
-use crate::error::Error;
+use crate::error::{Error, ErrorKind};
 use crate::pool::Pool;
 use crate::retry::RetryPolicy;
 use crate::url::Backend;
@@ -290,7 +290,8 @@ impl Pool {
         T: 'a,
     {
         let shared = self.shared();
-        let mut conn = self.get().await?;
+        // A read-only transaction writes nothing: a causal session owes no token for it.
+        let mut conn = if options.read_only { self.checkout().await? } else { self.get().await? };
         let backend = conn.backend();
         shared.counters.transactions.fetch_add(1, Relaxed);
         let (before, mut begin_sql) = options.begin_sql(backend);
@@ -346,11 +347,12 @@ impl Pool {
 /// busy pool — an acquire timeout while the server is reachable. Waiting was the acquire timeout
 /// already, and another one only doubles what the caller waits for the same answer. An acquire
 /// timeout while connections cannot be opened (the server restarting) is retried: the pool
-/// reconnects when the server is back.
+/// reconnects when the server is back. Nor is a write refused as read-only: a standby stays one
+/// for longer than a backoff, and in a read-only transaction the write is the body's mistake.
 fn retried(err: &Error) -> bool {
     match err {
         Error::AcquireTimeout { last_connect_error, .. } => last_connect_error.is_some(),
-        other => other.kind().is_transient(),
+        other => other.kind().is_transient() && other.kind() != ErrorKind::ReadOnly,
     }
 }
 
