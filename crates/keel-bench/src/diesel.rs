@@ -197,5 +197,6 @@ pub(crate) async fn op(pool: &RawPool, workload: Workload, id: Id, other: Id) ->
                 }
             })
         }
+        Workload::WriteRead => bail!("write-read is keel-only (raw::run refuses it)"),
     }
 }

@@ -47,6 +47,11 @@ pub async fn run(config: Config, args: &RawArgs) -> Result<Report> {
     if args.stack == Stack::TokioPostgres && backend != Backend::Postgres {
         bail!("tokio-postgres is a PostgreSQL baseline");
     }
+    if load.workload == Workload::WriteRead {
+        bail!(
+            "write-read measures keel's read-your-writes routing; the raw stacks have none (use keel-demo load)"
+        );
+    }
     // Ids come through keel (not measured).
     let keel = keel_pool::Pool::connect(config.clone().max_size(2)).await?;
     let ids = keel_demo::load::sample_ids(&keel, load.workload == Workload::Transfer).await?;

@@ -125,5 +125,6 @@ pub(crate) async fn op(c: &PgClient, workload: Workload, id: Id, other: Id) -> O
             tx.commit().await?;
             Ok(true)
         }
+        Workload::WriteRead => bail!("write-read is keel-only (raw::run refuses it)"),
     }
 }

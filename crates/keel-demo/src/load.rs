@@ -28,6 +28,11 @@ pub enum Workload {
     Insert,
     /// The repository's transfer transaction between random accounts.
     Transfer,
+    /// A user insert, then reading that user back, each pair in a read-your-writes session
+    /// (`keel_pool::Session`) unless `--no-session`. With replicas (`KEEL_REPLICA_URLS`) the
+    /// read may go to a replica: a read that misses the row is stale (counted; in a session it
+    /// is a wrong result and fails the run).
+    WriteRead,
 }
 
 impl Workload {
@@ -38,6 +43,7 @@ impl Workload {
             Workload::Join => "join",
             Workload::Insert => "insert",
             Workload::Transfer => "transfer",
+            Workload::WriteRead => "write-read",
         }
     }
 }
@@ -66,6 +72,14 @@ pub struct LoadArgs {
     /// Pool size (default: the configured max_size).
     #[arg(long)]
     pub pool_size: Option<u32>,
+    /// Stop after this many measured operations (or at the end of `--duration`, whichever
+    /// comes first).
+    #[arg(long)]
+    pub ops: Option<u64>,
+    /// write-read: run the pairs outside a read-your-writes session (no causality token), to
+    /// show what a replica's lag does to reads.
+    #[arg(long)]
+    pub no_session: bool,
 }
 
 /// What one run measured; the JSON shape of `--json`.
@@ -112,11 +126,69 @@ pub struct Report {
     /// `max_size` unless cancellations lost some), each answering a query.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub capacity_after: Option<u32>,
+    /// write-read: reads that did not find the row just written.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stale_reads: Option<u64>,
+    /// write-read: median latency of the read alone (with a token, it includes any wait for
+    /// a replica to replay past it), µs.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub read_p50_us: Option<u64>,
+    /// write-read: 99th percentile of the read alone, µs.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub read_p99_us: Option<u64>,
+    /// With replicas: where the run's reads went (counted over the whole run).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub routing: Option<Routing>,
+}
+
+/// Where a run's reads went, with replicas configured (differences of
+/// [`keel_pool::RoutingStats`] over the run).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Routing {
+    /// Reads the replicas served.
+    pub replica_reads: u64,
+    /// Reads that failed on a replica and ran again on the primary.
+    pub replica_failures: u64,
+    /// Reads sent to the primary because no replica was usable.
+    pub primary_fallbacks: u64,
+    /// Reads that carried a causality token.
+    pub token_reads: u64,
+    /// Token reads that asked a replica for its position (none was known to be past it).
+    pub token_waits: u64,
+    /// Token reads served by the primary: no replica caught up within the wait.
+    pub token_primary: u64,
+}
+
+impl Routing {
+    fn of(pool: &Pool) -> Option<Routing> {
+        let r = pool.routing_stats()?;
+        Some(Routing {
+            replica_reads: r.replicas.iter().map(|x| x.reads).sum(),
+            replica_failures: r.replicas.iter().map(|x| x.failures).sum(),
+            primary_fallbacks: r.primary_fallbacks,
+            token_reads: r.token_reads,
+            token_waits: r.token_waits,
+            token_primary: r.token_primary,
+        })
+    }
+
+    fn since(self, before: &Routing) -> Routing {
+        Routing {
+            replica_reads: self.replica_reads - before.replica_reads,
+            replica_failures: self.replica_failures - before.replica_failures,
+            primary_fallbacks: self.primary_fallbacks - before.primary_fallbacks,
+            token_reads: self.token_reads - before.token_reads,
+            token_waits: self.token_waits - before.token_waits,
+            token_primary: self.token_primary - before.token_primary,
+        }
+    }
 }
 
 /// What one operation came to.
 enum Outcome {
     Ok,
+    /// write-read: the read, timed alone (µs), found the row (true) or not.
+    Read(u32, bool),
     Wrong,
     Failed(&'static str),
 }
@@ -124,9 +196,15 @@ enum Outcome {
 #[derive(Default)]
 struct Tally {
     latencies_us: Vec<u32>,
+    read_latencies_us: Vec<u32>,
     errors: BTreeMap<&'static str, u64>,
     timed_out: u64,
     wrong: u64,
+    stale: u64,
+}
+
+fn micros(d: Duration) -> u32 {
+    u32::try_from(d.as_micros()).unwrap_or(u32::MAX)
 }
 
 /// Ids of existing rows to pick from (at most 100,000).
@@ -140,7 +218,7 @@ pub async fn sample_ids(pool: &Pool, accounts_table: bool) -> Result<Vec<Id>> {
     Ok(ids)
 }
 
-async fn one_op(repo: &Repo, workload: Workload, ids: &[Id]) -> Outcome {
+async fn one_op(repo: &Repo, workload: Workload, ids: &[Id], session: bool) -> Outcome {
     let pick = || ids[rand::rng().random_range(0..ids.len())];
     let failed = |e: keel_repo::Error| Outcome::Failed(e.as_str());
     match workload {
@@ -181,6 +259,25 @@ async fn one_op(repo: &Repo, workload: Workload, ids: &[Id]) -> Outcome {
                 Err(e) => failed(e),
             }
         }
+        Workload::WriteRead if session => keel_pool::Session::new(None).run(write_read(repo)).await,
+        Workload::WriteRead => write_read(repo).await,
+    }
+}
+
+/// One write-read pair: a user insert, then reading it back.
+async fn write_read(repo: &Repo) -> Outcome {
+    let new = NewUser::new("Load WriteRead", format!("wr.{}@example.com", Id::new()));
+    if let Err(e) = repo.create_user(&new).await {
+        return Outcome::Failed(e.as_str());
+    }
+    let t0 = Instant::now();
+    match repo.get_user(new.id).await {
+        Ok(u) if u.id == new.id => Outcome::Read(micros(t0.elapsed()), true),
+        Ok(_) => Outcome::Wrong,
+        Err(e) if e.kind() == Some(keel_pool::ErrorKind::NotFound) => {
+            Outcome::Read(micros(t0.elapsed()), false)
+        }
+        Err(e) => Outcome::Failed(e.as_str()),
     }
 }
 
@@ -208,15 +305,22 @@ pub async fn run(pool: &Pool, args: &LoadArgs) -> Result<Report> {
     let start = Instant::now();
     let (measure_from, stop) = (start + warmup, start + warmup + measured);
     let retries_at = Arc::new(tokio::sync::OnceCell::new());
+    let routing_before = Routing::of(pool);
+    let done = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let max_ops = args.ops.unwrap_or(u64::MAX);
+    let session = !args.no_session;
     let mut tasks = Vec::with_capacity(args.concurrency);
     for _ in 0..args.concurrency {
-        let (repo, ids, retries_at) = (repo.clone(), ids.clone(), retries_at.clone());
+        let (repo, ids, retries_at, done) = (repo.clone(), ids.clone(), retries_at.clone(), done.clone());
         let workload = args.workload;
         tasks.push(tokio::spawn(async move {
             let mut tally = Tally::default();
             loop {
                 let t0 = Instant::now();
-                if t0 >= stop {
+                if t0 >= stop
+                    || std::sync::atomic::AtomicU64::load(&done, std::sync::atomic::Ordering::Relaxed)
+                        >= max_ops
+                {
                     break;
                 }
                 let counted = t0 >= measure_from;
@@ -224,16 +328,26 @@ pub async fn run(pool: &Pool, args: &LoadArgs) -> Result<Report> {
                     retries_at.get_or_init(|| async { repo.pool().stats().total_retries() }).await;
                 }
                 let outcome = match timeout {
-                    Some(limit) => tokio::time::timeout(limit, one_op(&repo, workload, &ids)).await.ok(),
-                    None => Some(one_op(&repo, workload, &ids).await),
+                    Some(limit) => {
+                        tokio::time::timeout(limit, one_op(&repo, workload, &ids, session)).await.ok()
+                    }
+                    None => Some(one_op(&repo, workload, &ids, session).await),
                 };
                 if !counted {
                     continue;
                 }
+                if done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) >= max_ops {
+                    break;
+                }
                 match outcome {
                     None => tally.timed_out += 1,
-                    Some(Outcome::Ok) => {
-                        tally.latencies_us.push(u32::try_from(t0.elapsed().as_micros()).unwrap_or(u32::MAX))
+                    Some(Outcome::Ok) => tally.latencies_us.push(micros(t0.elapsed())),
+                    // In a session a stale read breaks read-your-writes: a wrong result.
+                    Some(Outcome::Read(_, false)) if session => tally.wrong += 1,
+                    Some(Outcome::Read(read, found)) => {
+                        tally.latencies_us.push(micros(t0.elapsed()));
+                        tally.read_latencies_us.push(read);
+                        tally.stale += u64::from(!found);
                     }
                     Some(Outcome::Wrong) => tally.wrong += 1,
                     Some(Outcome::Failed(kind)) => *tally.errors.entry(kind).or_default() += 1,
@@ -246,8 +360,10 @@ pub async fn run(pool: &Pool, args: &LoadArgs) -> Result<Report> {
     for t in tasks {
         let t = t.await.context("a load task panicked")?;
         all.latencies_us.extend(t.latencies_us);
+        all.read_latencies_us.extend(t.read_latencies_us);
         all.timed_out += t.timed_out;
         all.wrong += t.wrong;
+        all.stale += t.stale;
         for (k, v) in t.errors {
             *all.errors.entry(k).or_default() += v;
         }
@@ -266,9 +382,23 @@ pub async fn run(pool: &Pool, args: &LoadArgs) -> Result<Report> {
         balance_before,
         balance_after,
     };
+    // With --ops the run may end before --duration: rates are over the time it really took.
+    let elapsed = Instant::now().min(stop).saturating_duration_since(measure_from).as_secs_f64();
     let mut report = report(args, pool.backend(), measured);
+    if args.ops.is_some() && elapsed > 0.0 && elapsed < report.duration_s {
+        report.duration_s = elapsed;
+        report.ops_per_s = report.ops as f64 / elapsed;
+    }
     report.acquire_p99_us = Some(pool.stats().acquire_p99_us);
     report.capacity_after = Some(capacity(pool).await);
+    if args.workload == Workload::WriteRead {
+        let mut reads = all.read_latencies_us;
+        reads.sort_unstable();
+        report.stale_reads = Some(all.stale);
+        report.read_p50_us = Some(quantile(&reads, 0.5));
+        report.read_p99_us = Some(quantile(&reads, 0.99));
+    }
+    report.routing = Routing::of(pool).zip(routing_before).map(|(after, before)| after.since(&before));
     Ok(report)
 }
 
@@ -315,13 +445,7 @@ pub struct Measured {
 pub fn report(args: &LoadArgs, backend: keel_pool::Backend, measured: Measured) -> Report {
     let mut latencies_us = measured.latencies_us;
     latencies_us.sort_unstable();
-    let q = |p: f64| -> u64 {
-        if latencies_us.is_empty() {
-            return 0;
-        }
-        let i = ((latencies_us.len() as f64 * p).ceil() as usize).clamp(1, latencies_us.len()) - 1;
-        u64::from(latencies_us[i])
-    };
+    let q = |p: f64| quantile(&latencies_us, p);
     let ops = latencies_us.len() as u64;
     Report {
         workload: args.workload.name(),
@@ -342,7 +466,20 @@ pub fn report(args: &LoadArgs, backend: keel_pool::Backend, measured: Measured) 
         balance_after: measured.balance_after,
         acquire_p99_us: None,
         capacity_after: None,
+        stale_reads: None,
+        read_p50_us: None,
+        read_p99_us: None,
+        routing: None,
     }
+}
+
+/// The `p` quantile (0..=1) of sorted `values` in µs (0 when empty).
+fn quantile(values: &[u32], p: f64) -> u64 {
+    if values.is_empty() {
+        return 0;
+    }
+    let i = ((values.len() as f64 * p).ceil() as usize).clamp(1, values.len()) - 1;
+    u64::from(values[i])
 }
 
 /// `keel-demo load`: opens the pool (sized by `--pool-size` when given), runs, prints the
