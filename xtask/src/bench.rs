@@ -19,12 +19,12 @@ use keel_test::TestDb;
 use serde_json::{Value, json};
 
 /// How long and how big.
-struct Plan {
-    users: u64,
+pub(crate) struct Plan {
+    pub(crate) users: u64,
     jobs_per_user: u64,
-    accounts: u64,
-    duration: f64,
-    warmup: f64,
+    pub(crate) accounts: u64,
+    pub(crate) duration: f64,
+    pub(crate) warmup: f64,
     bulk_rows: u64,
     stream_rows: u64,
 }
@@ -55,8 +55,8 @@ fn bulk_methods(backend: Backend) -> Vec<&'static str> {
 }
 
 /// The two release binaries a run drives.
-struct Bins {
-    demo: PathBuf,
+pub(crate) struct Bins {
+    pub(crate) demo: PathBuf,
     bench: PathBuf,
 }
 
@@ -89,13 +89,21 @@ fn target_dir() -> Result<PathBuf> {
 
 /// Runs the binary and parses the last stdout line as JSON.
 fn json_of(bin: &Path, url: &str, args: &[String]) -> Result<Value> {
+    json_of_with(bin, url, args, &[])
+}
+
+/// [`json_of`] with extra environment variables (shown when not empty).
+pub(crate) fn json_of_with(bin: &Path, url: &str, args: &[String], env: &[(&str, &str)]) -> Result<Value> {
     let name = bin.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    eprintln!("$ {name} --database-url <test database> {}", args.join(" "));
+    let shown: String =
+        env.iter().filter(|(_, v)| !v.is_empty()).map(|(k, _)| format!("{k}=<cluster URL> ")).collect();
+    eprintln!("$ {shown}{name} --database-url <test database> {}", args.join(" "));
     let out = Command::new(bin)
         .arg("--database-url")
         .arg(url)
         .args(args)
         .env("RUST_LOG", "error")
+        .envs(env.iter().copied())
         .output()
         .with_context(|| format!("starting {}", bin.display()))?;
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -106,7 +114,7 @@ fn json_of(bin: &Path, url: &str, args: &[String]) -> Result<Value> {
     serde_json::from_str(line).with_context(|| format!("parsing {line:?}"))
 }
 
-fn num(v: &Value, key: &str) -> f64 {
+pub(crate) fn num(v: &Value, key: &str) -> f64 {
     v[key].as_f64().unwrap_or(0.0)
 }
 
@@ -156,7 +164,7 @@ fn tls_cost(
 }
 
 /// The flags every timed load run takes: concurrency, duration, warm-up, a pool of 16.
-fn run_args(plan: &Plan, concurrency: u32) -> Vec<String> {
+pub(crate) fn run_args(plan: &Plan, concurrency: u32) -> Vec<String> {
     ["--concurrency", &concurrency.to_string(), "--duration", &plan.duration.to_string()]
         .into_iter()
         .chain(["--warmup", &plan.warmup.to_string(), "--pool-size", "16"])
@@ -164,12 +172,23 @@ fn run_args(plan: &Plan, concurrency: u32) -> Vec<String> {
         .collect()
 }
 
-fn ratio(a: f64, b: f64) -> String {
+pub(crate) fn ratio(a: f64, b: f64) -> String {
     if b > 0.0 { format!("{:.2}", a / b) } else { "–".to_owned() }
 }
 
+/// Which parts of the benchmark run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Section {
+    /// Everything.
+    All,
+    /// The workloads, bulk loads and streams on each backend.
+    Load,
+    /// The local PostgreSQL cluster: replica routing, read-your-writes, PgBouncer.
+    Cluster,
+}
+
 /// Runs the benchmark on `backend` ("postgres", "mysql", "sqlite" or "all").
-pub fn bench(root: &Path, backend: &str, quick: bool) -> Result<()> {
+pub fn bench(root: &Path, backend: &str, quick: bool, only: Section) -> Result<()> {
     let backends: Vec<Backend> = match backend {
         "all" => Backend::ALL.to_vec(),
         one => vec![one.parse().map_err(|e| anyhow::anyhow!("{e}"))?],
@@ -212,7 +231,7 @@ pub fn bench(root: &Path, backend: &str, quick: bool) -> Result<()> {
         plan.duration,
         plan.warmup
     )?;
-    for backend in backends {
+    for &backend in backends.iter().filter(|_| matches!(only, Section::All | Section::Load)) {
         let db = match rt.block_on(TestDb::create(backend, "bench", &keel_schema::MIGRATIONS)) {
             Ok(db) => db,
             Err(e) => {
@@ -225,6 +244,9 @@ pub fn bench(root: &Path, backend: &str, quick: bool) -> Result<()> {
         let outcome = bench_one(&bins, &url, backend, &plan, &mut report, &mut results);
         rt.block_on(db.drop_database());
         outcome?;
+    }
+    if matches!(only, Section::All | Section::Cluster) && backends.contains(&Backend::Postgres) {
+        crate::bench_cluster::bench(&bins, &plan, &mut report, &mut results)?;
     }
     writeln!(report, "\nTotal time {:.0} s.", started.elapsed().as_secs_f64())?;
     print!("{report}");

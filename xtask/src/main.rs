@@ -10,6 +10,7 @@ use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 
 mod bench;
+mod bench_cluster;
 mod ci;
 mod cluster;
 mod db;
@@ -55,6 +56,10 @@ enum Task {
         /// A small dataset and 1 s runs (under 2 minutes).
         #[arg(long)]
         quick: bool,
+        /// Run only one part: `load` (the workloads on each backend) or `cluster` (replica
+        /// routing, read-your-writes and PgBouncer on the local PostgreSQL cluster).
+        #[arg(long, value_enum, default_value = "all")]
+        only: bench::Section,
     },
     /// Local PostgreSQL cluster (a primary, a streaming replica and PgBouncer on free loopback
     /// ports, data under /tmp/keel-cluster-*, state under target/cluster/): up, down, status.
@@ -118,7 +123,7 @@ fn main() -> Result<()> {
         }
         Task::Tidy => tidy::check(&root),
         Task::Ci => ci::ci(&root),
-        Task::Bench { backend, quick } => bench::bench(&root, &backend, quick),
+        Task::Bench { backend, quick, only } => bench::bench(&root, &backend, quick, only),
     }
 }
 
