@@ -69,9 +69,10 @@ fn run(
             lag.1,
             lag.2.as_millis()
         )?;
-        routing(bins, plan, &primary_db, &replica_db, report, results)?;
-        read_your_writes(bins, plan, &primary_db, &replica_db, report, results)?;
-        pgbouncer(bins, plan, &primary_db, &bouncer_db, report, results)
+        let mut cx = Cx { bins, plan, report, results };
+        routing(&mut cx, &primary_db, &replica_db)?;
+        read_your_writes(&mut cx, &primary_db, &replica_db)?;
+        pgbouncer(&mut cx, &primary_db, &bouncer_db)
     })();
     if let Err(e) = rt.block_on(admin(&urls.primary, &format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"))) {
         eprintln!("dropping the bench database {db} failed: {e:#}");
@@ -130,6 +131,14 @@ async fn caught_up(primary: &str, replica: &str) -> Result<(Duration, u64, Durat
     Ok(seen)
 }
 
+/// What every measurement of the section reads and appends to.
+struct Cx<'a> {
+    bins: &'a Bins,
+    plan: &'a Plan,
+    report: &'a mut String,
+    results: &'a mut Vec<Value>,
+}
+
 /// `keel-demo load` on `url`, with `KEEL_REPLICA_URLS` set to `replica` when given.
 fn load(bins: &Bins, url: &str, replica: Option<&str>, args: &[String]) -> Result<Value> {
     let mut all = vec!["load".to_owned()];
@@ -139,14 +148,8 @@ fn load(bins: &Bins, url: &str, replica: Option<&str>, args: &[String]) -> Resul
 }
 
 /// W1 c=16: the primary alone against reads routed to the replica, interleaved twice.
-fn routing(
-    bins: &Bins,
-    plan: &Plan,
-    primary: &str,
-    replica: &str,
-    report: &mut String,
-    results: &mut Vec<Value>,
-) -> Result<()> {
+fn routing(cx: &mut Cx<'_>, primary: &str, replica: &str) -> Result<()> {
+    let (bins, plan) = (cx.bins, cx.plan);
     let mut args = vec!["point-select".to_owned()];
     args.extend(run_args(plan, 16));
     let mut table = "| W1 point select c=16 | round | ops/s | p50 µs | p99 µs | served by the replica |\n|---|---|---|---|---|---|\n".to_owned();
@@ -165,12 +168,12 @@ fn routing(
                 if via.is_some() { format!("{:.0}%", 100.0 * share.min(1.0)) } else { "–".to_owned() }
             )?;
             if via.is_some() { &mut routed } else { &mut alone }.push(num(&r, "ops_per_s"));
-            results.push(json!({"backend": "postgres", "kind": "cluster-routing", "stack": name, "round": round, "result": r}));
+            cx.results.push(json!({"backend": "postgres", "kind": "cluster-routing", "stack": name, "round": round, "result": r}));
         }
     }
     let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len().max(1) as f64;
     writeln!(
-        report,
+        cx.report,
         "{table}\nRouted / primary alone (mean ops/s of the rounds): {}\n",
         ratio(mean(&routed), mean(&alone))
     )?;
@@ -178,14 +181,8 @@ fn routing(
 }
 
 /// Write-then-read pairs: with a token (routed), without one (routed), and on the primary.
-fn read_your_writes(
-    bins: &Bins,
-    plan: &Plan,
-    primary: &str,
-    replica: &str,
-    report: &mut String,
-    results: &mut Vec<Value>,
-) -> Result<()> {
+fn read_your_writes(cx: &mut Cx<'_>, primary: &str, replica: &str) -> Result<()> {
+    let (bins, plan) = (cx.bins, cx.plan);
     let pairs = if plan.duration < 2.0 { 1_000 } else { 10_000 };
     let base = [
         "write-read".to_owned(),
@@ -229,12 +226,12 @@ fn read_your_writes(
             r["read_p99_us"],
             num(&r, "ops_per_s")
         )?;
-        results.push(
+        cx.results.push(
             json!({"backend": "postgres", "kind": "cluster-read-your-writes", "stack": name, "result": r}),
         );
     }
     writeln!(
-        report,
+        cx.report,
         "{table}\nThe extra wait a token costs is its read's p50/p99 against the routed reads without one \
          (they never wait, and may be stale).\n"
     )?;
@@ -242,14 +239,8 @@ fn read_your_writes(
 }
 
 /// W1 and W4 c=16 through PgBouncer (transaction mode) against the primary directly.
-fn pgbouncer(
-    bins: &Bins,
-    plan: &Plan,
-    primary: &str,
-    bouncer: &str,
-    report: &mut String,
-    results: &mut Vec<Value>,
-) -> Result<()> {
+fn pgbouncer(cx: &mut Cx<'_>, primary: &str, bouncer: &str) -> Result<()> {
+    let (bins, plan) = (cx.bins, cx.plan);
     let mut table = "| c=16 | round | direct ops/s | PgBouncer ops/s | direct p99 µs | PgBouncer p99 µs | PgBouncer / direct |\n|---|---|---|---|---|---|---|\n".to_owned();
     for (label, workload) in [("W1 point select", "point-select"), ("W4 transfer", "transfer")] {
         for round in 1..=2 {
@@ -267,10 +258,10 @@ fn pgbouncer(
                 ratio(num(&through, "ops_per_s"), num(&direct, "ops_per_s"))
             )?;
             for (stack, r) in [("direct", direct), ("pgbouncer", through)] {
-                results.push(json!({"backend": "postgres", "kind": "cluster-pgbouncer", "label": label, "stack": stack, "round": round, "result": r}));
+                cx.results.push(json!({"backend": "postgres", "kind": "cluster-pgbouncer", "label": label, "stack": stack, "round": round, "result": r}));
             }
         }
     }
-    writeln!(report, "{table}")?;
+    writeln!(cx.report, "{table}")?;
     Ok(())
 }
