@@ -46,8 +46,9 @@ enum Task {
     },
     /// Benchmarks: seeds a dataset and runs every workload for keel (`keel-demo load`) and for
     /// the raw stacks it wraps (`keel-bench`: diesel-async + bb8 with and without the checkout
-    /// ping, tokio-postgres), printing ops/s, p50, p99 and keel's ratio to each; also
-    /// target/bench/report.md and results.json.
+    /// ping, tokio-postgres), printing ops/s, p50, p99 and keel's ratio to each; whole tables
+    /// as Arrow and Parquet beside ConnectorX, ADBC and pandas (Python packages installed into
+    /// target/bench/venv); also target/bench/report.md and results.json.
     Bench {
         /// postgres, mysql, sqlite or all.
         #[arg(long, default_value = "all")]
@@ -55,6 +56,9 @@ enum Task {
         /// A small dataset and 1 s runs (under 2 minutes).
         #[arg(long)]
         quick: bool,
+        /// Run only this section (after seeding): frames, load, bulk or stream.
+        #[arg(long, value_enum)]
+        only: Option<bench::Section>,
     },
     /// Local PostgreSQL cluster (a primary, a streaming replica and PgBouncer on free loopback
     /// ports, data under /tmp/keel-cluster-*, state under target/cluster/): up, down, status.
@@ -118,7 +122,7 @@ fn main() -> Result<()> {
         }
         Task::Tidy => tidy::check(&root),
         Task::Ci => ci::ci(&root),
-        Task::Bench { backend, quick } => bench::bench(&root, &backend, quick),
+        Task::Bench { backend, quick, only } => bench::bench(&root, &backend, quick, only),
     }
 }
 
