@@ -348,8 +348,10 @@ async fn frames_http_export_streams_jobs() {
 /// A user (Ada) with `n` jobs `job 0` … titled, paid 0, 100, 200 … cents; the user's id.
 async fn jobs_of_one_user(repo: &Repo, n: i64) -> Id {
     let user = Id::new();
-    let insert_user = "INSERT INTO users (id, name, email, created_at) VALUES (:id, 'Ada', 'ada@x.org', :at)";
-    repo.execute(insert_user, &Params::new().set("id", user).set("at", keel_schema::now())).await.unwrap();
+    let insert_user = "INSERT INTO users (id, name, email, created_at) VALUES (:id, 'Ada', :email, :at)";
+    let params =
+        Params::new().set("id", user).set("email", format!("ada.{user}@x.org")).set("at", keel_schema::now());
+    repo.execute(insert_user, &params).await.unwrap();
     for i in 0..n {
         let sql =
             "INSERT INTO jobs (id, user_id, title, salary_cents, created_at) VALUES (:id, :u, :t, :s, :at)";
