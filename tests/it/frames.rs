@@ -306,17 +306,19 @@ async fn frames_http_export_streams_jobs() {
     for_each_backend(&MIGRATIONS, |pool| async move {
         let backend = pool.backend();
         let repo = Repo::new(pool.clone());
-        let user = Id::new();
-        let insert_user = "INSERT INTO users (id, name, email, created_at) VALUES (:id, 'Ada', 'ada@x.org', :at)";
-        repo.execute(insert_user, &Params::new().set("id", user).set("at", keel_schema::now())).await.unwrap();
-        for i in 0..25 {
-            let sql = "INSERT INTO jobs (id, user_id, title, salary_cents, created_at) VALUES (:id, :u, :t, :s, :at)";
-            let p = Params::new().set("id", Id::new()).set("u", user).set("t", format!("job {i}")).set("s", i * 100).set("at", keel_schema::now());
-            repo.execute(sql, &p).await.unwrap();
-        }
-        let app = keel_demo::serve::router(keel_demo::serve::AppState::new(repo, keel_demo::serve::Settings::default()));
-        for (format, content_type) in [("csv", "text/csv; charset=utf-8"), ("parquet", "application/vnd.apache.parquet"), ("arrow", "application/vnd.apache.arrow.stream")] {
-            let req = axum::http::Request::get(format!("/export/jobs?format={format}")).body(axum::body::Body::empty()).unwrap();
+        jobs_of_one_user(&repo, 25).await;
+        let app = keel_demo::serve::router(keel_demo::serve::AppState::new(
+            repo,
+            keel_demo::serve::Settings::default(),
+        ));
+        for (format, content_type) in [
+            ("csv", "text/csv; charset=utf-8"),
+            ("parquet", "application/vnd.apache.parquet"),
+            ("arrow", "application/vnd.apache.arrow.stream"),
+        ] {
+            let req = axum::http::Request::get(format!("/export/jobs?format={format}"))
+                .body(axum::body::Body::empty())
+                .unwrap();
             let res = app.clone().oneshot(req).await.unwrap();
             assert_eq!(res.status(), 200, "{backend} {format}");
             assert_eq!(res.headers()["content-type"], content_type, "{backend}");
@@ -336,8 +338,107 @@ async fn frames_http_export_streams_jobs() {
             };
             assert_eq!(rows, 25, "{backend} {format}");
         }
-        let req = axum::http::Request::get("/export/jobs?format=xls").body(axum::body::Body::empty()).unwrap();
+        let req =
+            axum::http::Request::get("/export/jobs?format=xls").body(axum::body::Body::empty()).unwrap();
         assert_eq!(app.oneshot(req).await.unwrap().status(), 400);
+    })
+    .await;
+}
+
+/// A user (Ada) with `n` jobs `job 0` … titled, paid 0, 100, 200 … cents; the user's id.
+async fn jobs_of_one_user(repo: &Repo, n: i64) -> Id {
+    let user = Id::new();
+    let insert_user = "INSERT INTO users (id, name, email, created_at) VALUES (:id, 'Ada', :email, :at)";
+    let params =
+        Params::new().set("id", user).set("email", format!("ada.{user}@x.org")).set("at", keel_schema::now());
+    repo.execute(insert_user, &params).await.unwrap();
+    for i in 0..n {
+        let sql =
+            "INSERT INTO jobs (id, user_id, title, salary_cents, created_at) VALUES (:id, :u, :t, :s, :at)";
+        let p = Params::new()
+            .set("id", Id::new())
+            .set("u", user)
+            .set("t", format!("job {i}"))
+            .set("s", i * 100)
+            .set("at", keel_schema::now());
+        repo.execute(sql, &p).await.unwrap();
+    }
+    user
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn frames_read_typed_diesel_queries() {
+    use diesel::prelude::*;
+    use keel_schema::schema::{jobs, users};
+    for_each_backend(&MIGRATIONS, |pool| async move {
+        let backend = pool.backend();
+        let repo = Repo::new(pool.clone());
+        let before = keel_schema::Timestamp::now();
+        let user = jobs_of_one_user(&repo, 25).await;
+        jobs_of_one_user(&repo, 3).await; // another user's jobs, filtered out below
+        // Binds of every kind the schema has: a uuid (a type PostgreSQL looks up by name), a
+        // bigint, a UTC timestamp (MySQL's MYSQL_TIME encoding) and text.
+        let query = jobs::table
+            .filter(jobs::user_id.eq(user))
+            .filter(jobs::salary_cents.ge(1_000i64))
+            .filter(jobs::created_at.gt(before))
+            .filter(jobs::title.ne("job 12"))
+            .order(jobs::salary_cents)
+            .select((jobs::id, jobs::title, jobs::salary_cents));
+        let batches: Vec<RecordBatch> =
+            keel_frames::query_diesel(&pool, query, &Options::new().batch_rows(4))
+                .await
+                .unwrap()
+                .try_collect()
+                .await
+                .unwrap();
+        assert!(batches.len() > 1, "{backend}: {} batches", batches.len());
+        let schema = batches[0].schema();
+        let names: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
+        assert_eq!(names, ["id", "title", "salary_cents"], "{backend}");
+        let id_type =
+            if backend == Backend::Sqlite { DataType::Binary } else { DataType::FixedSizeBinary(16) };
+        let types: Vec<DataType> = schema.fields().iter().map(|f| f.data_type().clone()).collect();
+        assert_eq!(types, [id_type, DataType::Utf8, DataType::Int64], "{backend}");
+        let batch = arrow_select::concat::concat_batches(&schema, &batches).unwrap();
+        let expected: Vec<i64> = (10..25).filter(|i| *i != 12).collect();
+        let titles: Vec<String> =
+            (0..batch.num_rows()).map(|i| batch.column(1).as_string::<i32>().value(i).to_owned()).collect();
+        assert_eq!(titles, expected.iter().map(|i| format!("job {i}")).collect::<Vec<_>>(), "{backend}");
+        let salaries: Vec<i64> = batch.column(2).as_primitive::<Int64Type>().values().to_vec();
+        assert_eq!(salaries, expected.iter().map(|i| i * 100).collect::<Vec<_>>(), "{backend}");
+
+        // The same rows as the raw-SQL path reads (ids included).
+        let raw = "SELECT id, title, salary_cents FROM jobs WHERE user_id = :u AND salary_cents >= 1000 \
+                   AND title <> 'job 12' ORDER BY salary_cents";
+        let by_raw: Vec<RecordBatch> =
+            keel_frames::query(&pool, raw, &Params::new().set("u", user), &Options::new())
+                .await
+                .unwrap()
+                .try_collect()
+                .await
+                .unwrap();
+        let by_raw = arrow_select::concat::concat_batches(&by_raw[0].schema(), &by_raw).unwrap();
+        assert_eq!(by_raw.columns(), batch.columns(), "{backend}: typed and raw agree");
+
+        // A whole table, and an empty result (still a schema, no batch).
+        let all: Vec<RecordBatch> = keel_frames::query_diesel(&pool, users::table, &Options::new())
+            .await
+            .unwrap()
+            .try_collect()
+            .await
+            .unwrap();
+        assert_eq!(all.iter().map(RecordBatch::num_rows).sum::<usize>(), 2, "{backend}");
+        assert_eq!(all[0].num_columns(), 4, "{backend}");
+        let none =
+            keel_frames::query_diesel(&pool, users::table.filter(users::name.eq("nobody")), &Options::new())
+                .await
+                .unwrap();
+        // SQLite types values, not columns: an empty result has no column to read (see the
+        // sqlite reader's docs), on the raw path as here.
+        let columns = if backend == Backend::Sqlite { 0 } else { 4 };
+        assert_eq!(none.schema().fields().len(), columns, "{backend}");
+        assert_eq!(none.try_collect::<Vec<_>>().await.unwrap().len(), 0, "{backend}");
     })
     .await;
 }

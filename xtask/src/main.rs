@@ -10,7 +10,6 @@ use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 
 mod bench;
-mod bench_cluster;
 mod ci;
 mod cluster;
 mod db;
@@ -47,8 +46,9 @@ enum Task {
     },
     /// Benchmarks: seeds a dataset and runs every workload for keel (`keel-demo load`) and for
     /// the raw stacks it wraps (`keel-bench`: diesel-async + bb8 with and without the checkout
-    /// ping, tokio-postgres), printing ops/s, p50, p99 and keel's ratio to each; also
-    /// target/bench/report.md and results.json.
+    /// ping, tokio-postgres), printing ops/s, p50, p99 and keel's ratio to each; whole tables
+    /// as Arrow and Parquet beside ConnectorX, ADBC and pandas (Python packages installed into
+    /// target/bench/venv); also target/bench/report.md and results.json.
     Bench {
         /// postgres, mysql, sqlite or all.
         #[arg(long, default_value = "all")]
@@ -56,10 +56,11 @@ enum Task {
         /// A small dataset and 1 s runs (under 2 minutes).
         #[arg(long)]
         quick: bool,
-        /// Run only one part: `load` (the workloads on each backend) or `cluster` (replica
-        /// routing, read-your-writes and PgBouncer on the local PostgreSQL cluster).
-        #[arg(long, value_enum, default_value = "all")]
-        only: bench::Section,
+        /// Run only this section: frames, load, bulk, stream (after seeding each backend), or
+        /// cluster (replica routing, read-your-writes and PgBouncer on the local PostgreSQL
+        /// cluster).
+        #[arg(long, value_enum)]
+        only: Option<bench::Section>,
     },
     /// Local PostgreSQL cluster (a primary, a streaming replica and PgBouncer on free loopback
     /// ports, data under /tmp/keel-cluster-*, state under target/cluster/): up, down, status.

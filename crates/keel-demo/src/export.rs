@@ -25,7 +25,9 @@ pub struct ExportArgs {
     /// else is text. Repeatable.
     #[arg(long = "param", value_name = "NAME=VALUE")]
     pub params: Vec<String>,
-    /// parquet, arrow (IPC file), arrows (IPC stream), csv, jsonl, or table (aligned text).
+    /// parquet, arrow (IPC file), arrows (IPC stream), csv, jsonl, table (aligned text), or
+    /// memory: every batch collected in memory, as a data-frame user holds a result, then a
+    /// JSON summary (rows, Arrow bytes held, rows/s) on stdout and nothing written.
     #[arg(long, default_value = "table")]
     pub format: String,
     /// Output file, or `-` for stdout.
@@ -110,14 +112,18 @@ pub async fn run(pool: &Pool, args: &ExportArgs) -> Result<()> {
     let params = parse_params(&args.params)?;
     let options = Options::new().batch_rows(args.batch_rows);
     let format = match args.format.as_str() {
-        "table" => None,
+        "table" | "memory" => None,
         name => Some(Format::parse(name).with_context(|| {
-            format!("--format {name:?}: expected parquet, arrow, arrows, csv, jsonl or table")
+            format!("--format {name:?}: expected parquet, arrow, arrows, csv, jsonl, table or memory")
         })?),
     };
+    let started = std::time::Instant::now();
     let batches =
         keel_frames::query(pool, &sql, &params, &options).await.context("running the export query")?;
     let Some(format) = format else {
+        if args.format == "memory" {
+            return collect(batches, started).await;
+        }
         return print_table(batches, args.limit).await;
     };
     let out: Box<dyn Write + Send> = if args.output == "-" {
@@ -134,7 +140,6 @@ pub async fn run(pool: &Pool, args: &ExportArgs) -> Result<()> {
         indicatif::ProgressStyle::with_template("{spinner} {human_pos} rows  {per_sec}  {msg}  {elapsed}")
             .context("the progress bar's template")?,
     );
-    let started = std::time::Instant::now();
     let (written, mut out) = keel_frames::write::write_with(batches, format, out, |w| {
         bar.set_position(w.rows);
         bar.set_message(format!("{} written", indicatif::HumanBytes(bytes.load(Ordering::Relaxed))));
@@ -159,6 +164,23 @@ pub async fn run(pool: &Pool, args: &ExportArgs) -> Result<()> {
     } else {
         crate::print_json(&summary)
     }
+}
+
+/// Holds every batch in memory, then prints rows, Arrow bytes held and rows/s (timed from
+/// `started`, before the query ran) as JSON.
+async fn collect(batches: keel_frames::Batches, started: std::time::Instant) -> Result<()> {
+    let held: Vec<keel_frames::RecordBatch> = batches.try_collect().await.context("reading the query")?;
+    let elapsed = started.elapsed();
+    let rows: usize = held.iter().map(|b| b.num_rows()).sum();
+    let bytes: usize = held.iter().map(|b| b.get_array_memory_size()).sum();
+    crate::print_json(&serde_json::json!({
+        "rows": rows,
+        "batches": held.len(),
+        "arrow_bytes": bytes,
+        "format": "memory",
+        "seconds": elapsed.as_secs_f64(),
+        "rows_per_second": rows as f64 / elapsed.as_secs_f64().max(1e-9),
+    }))
 }
 
 /// Prints up to `limit` rows as an aligned text table, then stops the query.

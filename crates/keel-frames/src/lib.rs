@@ -1,15 +1,17 @@
 //! keel-frames: query results as Arrow record batches, and writers for Parquet, Arrow IPC,
 //! CSV and JSON Lines, on every keel backend.
 //!
-//! What it is for: reading a raw SQL query with `:name` parameters (the same rules as
-//! [`keel_repo::raw`]) as a stream of Arrow [`RecordBatch`]es whose schema comes from the
-//! result columns' real types, and writing those batches to a file or any `Write` with
-//! constant memory. What it is not for: writing to the database, or typed diesel queries
-//! (not yet: use raw SQL).
+//! What it is for: reading a query — raw SQL with `:name` parameters (the same rules as
+//! [`keel_repo::raw`]; [`query`]) or a typed diesel query ([`query_diesel`]) — as a stream of
+//! Arrow [`RecordBatch`]es whose schema comes from the result columns' real types, and writing
+//! those batches to a file or any `Write` with constant memory. What it is not for: writing to
+//! the database.
 //!
 //! How each backend reads:
 //! - PostgreSQL: `COPY (query) TO STDOUT (FORMAT binary)` on its own session, decoded from the
-//!   wire straight into Arrow builders (module `postgres`).
+//!   wire straight into Arrow builders (module `postgres`). A typed diesel query keeps its
+//!   binds as diesel serialised them, so it runs as a prepared statement instead (COPY takes
+//!   no parameters) and its binary rows go through the same decoder (module `typed`).
 //! - MySQL/MariaDB: the query as a prepared statement on its own session, row by row (`mysql`).
 //! - SQLite: row by row on a pooled connection's blocking thread (`sqlite`).
 //!
@@ -55,14 +57,15 @@
 //! # Ok(()) }
 //! ```
 //!
-//! Modules: [`write`] (the writers and [`Format`]); the column builders and the three readers
-//! are private.
+//! Modules: [`write`] (the writers and [`Format`]); the column builders, the three readers and
+//! the typed-query front end (`typed`) are private.
 
 mod columns;
 mod error;
 mod mysql;
 mod postgres;
 mod sqlite;
+mod typed;
 pub mod write;
 
 use std::pin::Pin;
@@ -75,6 +78,7 @@ pub use error::Error;
 use futures_util::Stream;
 use keel_pool::{Backend, Pool};
 use keel_repo::raw::Params;
+pub use typed::{DieselQuery, query_diesel};
 pub use write::{Format, Written, write};
 
 /// Where a reader sends its batches (or the error that ended it).
@@ -146,8 +150,8 @@ pub async fn query(pool: &Pool, sql: &str, params: &Params, options: &Options) -
     let (tx, rx) = tokio::sync::mpsc::channel(QUEUED_BATCHES);
     let schema = match pool.backend() {
         Backend::Postgres => postgres::start(pool, sql, params, &options, tx).await?,
-        Backend::Mysql => mysql::start(pool, sql, params, &options, tx).await?,
-        Backend::Sqlite => sqlite::start(pool, sql, params, &options, tx).await?,
+        Backend::Mysql => mysql::start(pool, mysql::raw_statement(sql, params)?, &options, tx).await?,
+        Backend::Sqlite => sqlite::start(pool, sqlite::raw_source(sql, params), &options, tx).await?,
     };
     Ok(Batches { schema, rx })
 }

@@ -159,21 +159,25 @@ fn append(builder: &mut Builder, v: mysql_async::Value) -> Result<(), String> {
     Ok(())
 }
 
-/// Starts the query; the schema comes back at once, the batches through `tx`.
+/// `sql` with `:name` parameters as a statement with `?` placeholders and its values.
+pub(crate) fn raw_statement(sql: &str, params: &Params) -> Result<(String, Vec<mysql_async::Value>), Error> {
+    let (text, values) = keel_repo::raw::positional(sql, Backend::Mysql, params)?;
+    Ok((text, values.into_iter().map(param).collect()))
+}
+
+/// Starts the statement `text` with `values` for its `?` placeholders; the schema comes back at
+/// once, the batches through `tx`.
 pub(crate) async fn start(
     pool: &Pool,
-    sql: &str,
-    params: &Params,
+    (text, values): (String, Vec<mysql_async::Value>),
     options: &Options,
     tx: crate::BatchTx,
 ) -> Result<arrow_schema::SchemaRef, Error> {
-    let (text, values) = keel_repo::raw::positional(sql, Backend::Mysql, params)?;
     let mut conn = pool.mysql_client().await?;
     conn.query_drop("SET time_zone = '+00:00'").await.map_err(db)?;
     let (schema_tx, schema_rx) = oneshot::channel();
     let batch_rows = options.batch_rows;
     tokio::spawn(async move {
-        let values: Vec<mysql_async::Value> = values.into_iter().map(param).collect();
         let params = if values.is_empty() {
             mysql_async::Params::Empty
         } else {

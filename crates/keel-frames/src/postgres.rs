@@ -55,18 +55,13 @@ fn kind(name: &str, ty: &Type, typmod: i32) -> Result<Kind, Error> {
     })
 }
 
-/// Starts the `COPY`; the schema comes back at once, the batches through `tx`.
-pub(crate) async fn start(
-    pool: &Pool,
-    sql: &str,
-    params: &Params,
+/// The Arrow columns of a prepared statement's result (a table's `numeric` columns get their
+/// declared precision and scale from `pg_attribute`).
+async fn columns_of(
+    client: &tokio_postgres::Client,
+    statement: &tokio_postgres::Statement,
     options: &Options,
-    tx: crate::BatchTx,
-) -> Result<arrow_schema::SchemaRef, Error> {
-    let inlined = keel_repo::raw::inline_postgres(sql.trim().trim_end_matches(';'), params)?;
-    let client = pool.postgres_client().await?;
-    client.batch_execute("SET standard_conforming_strings = on").await.map_err(|e| db(&e))?;
-    let statement = client.prepare(&inlined).await.map_err(|e| db(&e))?;
+) -> Result<Columns, Error> {
     let mut specs = Vec::with_capacity(statement.columns().len());
     for c in statement.columns() {
         let mut typmod = -1;
@@ -84,7 +79,22 @@ pub(crate) async fn start(
         }
         specs.push((c.name().to_owned(), kind(c.name(), c.type_(), typmod)?));
     }
-    let mut columns = Columns::new(&specs, options.batch_rows)?;
+    Columns::new(&specs, options.batch_rows)
+}
+
+/// Starts the `COPY`; the schema comes back at once, the batches through `tx`.
+pub(crate) async fn start(
+    pool: &Pool,
+    sql: &str,
+    params: &Params,
+    options: &Options,
+    tx: crate::BatchTx,
+) -> Result<arrow_schema::SchemaRef, Error> {
+    let inlined = keel_repo::raw::inline_postgres(sql.trim().trim_end_matches(';'), params)?;
+    let client = pool.postgres_client().await?;
+    client.batch_execute("SET standard_conforming_strings = on").await.map_err(|e| db(&e))?;
+    let statement = client.prepare(&inlined).await.map_err(|e| db(&e))?;
+    let mut columns = columns_of(&client, &statement, options).await?;
     let schema = columns.schema.clone();
     let copy =
         client.copy_out(&format!("COPY ({inlined}) TO STDOUT (FORMAT binary)")).await.map_err(|e| db(&e))?;
@@ -120,16 +130,115 @@ pub(crate) async fn start(
             }
         }
         .await;
-        let last = match result {
-            Ok(()) if columns.rows > 0 => Some(columns.finish()),
-            Ok(()) => None,
-            Err(e) => Some(Err(e)),
-        };
-        if let Some(last) = last {
-            let _ = tx.send(last).await;
-        }
+        send_rest(&mut columns, result, &tx).await;
         // Read to the end so the COPY completes cleanly when the trailer came early.
         while let Some(Ok(_)) = copy.next().await {}
+    });
+    Ok(schema)
+}
+
+/// Sends what the read leaves: its last partial batch, or the error that ended it.
+async fn send_rest(columns: &mut Columns, result: Result<(), Error>, tx: &crate::BatchTx) {
+    let last = match result {
+        Ok(()) if columns.rows > 0 => columns.finish(),
+        Ok(()) => return,
+        Err(e) => Err(e),
+    };
+    let _ = tx.send(last).await;
+}
+
+/// A bind value as diesel serialised it (PostgreSQL's binary format), sent as it is.
+#[derive(Debug)]
+struct RawParam<'a>(Option<&'a [u8]>);
+
+impl tokio_postgres::types::ToSql for RawParam<'_> {
+    fn to_sql(
+        &self,
+        _: &Type,
+        out: &mut BytesMut,
+    ) -> Result<tokio_postgres::types::IsNull, Box<dyn std::error::Error + Sync + Send>> {
+        Ok(match self.0 {
+            Some(bytes) => {
+                out.extend_from_slice(bytes);
+                tokio_postgres::types::IsNull::No
+            }
+            None => tokio_postgres::types::IsNull::Yes,
+        })
+    }
+
+    fn accepts(_: &Type) -> bool {
+        true
+    }
+
+    tokio_postgres::types::to_sql_checked!();
+}
+
+/// A result value's binary wire bytes, whatever its type (decoded by [`append`], as COPY's are).
+struct RawField<'a>(&'a [u8]);
+
+impl<'a> tokio_postgres::types::FromSql<'a> for RawField<'a> {
+    fn from_sql(_: &Type, raw: &'a [u8]) -> Result<Self, Box<dyn std::error::Error + Sync + Send>> {
+        Ok(RawField(raw))
+    }
+
+    fn accepts(_: &Type) -> bool {
+        true
+    }
+}
+
+/// The type diesel gave a bind (`oid`), as tokio-postgres names it in `Parse`.
+fn bind_type(oid: u32) -> Type {
+    Type::from_oid(oid).unwrap_or_else(|| {
+        Type::new(format!("oid {oid}"), oid, tokio_postgres::types::Kind::Simple, String::new())
+    })
+}
+
+/// Starts a typed diesel query: its SQL with `$n` placeholders and diesel's binary binds (type
+/// oids and bytes, from [`crate::typed::postgres_binds`]) as a prepared statement (COPY takes no
+/// parameters); its binary result rows go through the same decoder as COPY's tuples.
+pub(crate) async fn start_typed<Q>(
+    pool: &Pool,
+    query: &Q,
+    options: &Options,
+    tx: crate::BatchTx,
+) -> Result<arrow_schema::SchemaRef, Error>
+where
+    Q: diesel::query_builder::QueryFragment<diesel::pg::Pg>,
+{
+    let client = pool.postgres_client().await?;
+    let (sql, binds) = crate::typed::postgres_binds(&client, query).await?;
+    let types: Vec<Type> = binds.iter().map(|(oid, _)| bind_type(*oid)).collect();
+    let statement = client.prepare_typed(&sql, &types).await.map_err(|e| db(&e))?;
+    let mut columns = columns_of(&client, &statement, options).await?;
+    let schema = columns.schema.clone();
+    let params = binds.iter().map(|(_, b)| RawParam(b.as_deref()));
+    let rows = client.query_raw(&statement, params).await.map_err(|e| db(&e))?;
+    let batch_rows = options.batch_rows;
+    tokio::spawn(async move {
+        // As for COPY: dropping the client (when the reader goes away) ends the session.
+        let _client = client;
+        let mut rows = std::pin::pin!(rows);
+        let result: Result<(), Error> = async {
+            while let Some(row) = rows.next().await {
+                let row = row.map_err(|e| db(&e))?;
+                for (i, builder) in columns.builders.iter_mut().enumerate() {
+                    let field: Option<RawField> = row.try_get(i).map_err(|e| db(&e))?;
+                    match field {
+                        None => builder.append_null(),
+                        Some(RawField(v)) => {
+                            append(builder, v).map_err(|m| Error::value(&columns.names[i], m))?
+                        }
+                    }
+                }
+                columns.rows += 1;
+                if columns.rows == batch_rows && tx.send(columns.finish()).await.is_err() {
+                    return Ok(());
+                }
+            }
+            Ok(())
+        }
+        .await;
+        send_rest(&mut columns, result, &tx).await;
     });
     Ok(schema)
 }

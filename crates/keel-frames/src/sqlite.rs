@@ -50,18 +50,30 @@ fn append_row(columns: &mut Columns, row: &Row) -> Result<(), Error> {
     Ok(())
 }
 
-/// Starts the query; the schema comes back once the first batch is read, the batches
+/// What the reader runs on the connection's blocking thread: it hands each row to the callback
+/// (which returns `false` to stop) and says how the read ended.
+pub(crate) type Source =
+    Box<dyn FnOnce(&mut diesel::SqliteConnection, &mut dyn FnMut(Row) -> bool) -> Result<(), Error> + Send>;
+
+/// `sql` with `params` as a [`Source`].
+pub(crate) fn raw_source(sql: &str, params: &Params) -> Source {
+    let (sql, params) = (sql.to_owned(), params.clone());
+    Box::new(move |conn, each| {
+        keel_repo::raw::for_each_sqlite(conn, &sql, &params, each).map_err(Error::from)
+    })
+}
+
+/// Starts reading `source`; the schema comes back once the first batch is read, the batches
 /// through `tx`.
 pub(crate) async fn start(
     pool: &Pool,
-    sql: &str,
-    params: &Params,
+    source: Source,
     options: &Options,
     tx: crate::BatchTx,
 ) -> Result<arrow_schema::SchemaRef, Error> {
     let mut conn = pool.get().await?;
     let (schema_tx, schema_rx) = oneshot::channel::<Result<arrow_schema::SchemaRef, Error>>();
-    let (sql, params, batch_rows) = (sql.to_owned(), params.clone(), options.batch_rows);
+    let batch_rows = options.batch_rows;
     tokio::spawn(async move {
         let Conn::Sqlite(c) = &mut conn else {
             return drop(schema_tx.send(Err(Error::value("?", "not a SQLite connection"))));
@@ -79,7 +91,7 @@ pub(crate) async fn start(
                     names.into_iter().enumerate().map(|(i, n)| (n, kind_of(first, i))).collect();
                 Columns::new(&specs, batch_rows)
             };
-            let read = keel_repo::raw::for_each_sqlite(sync, &sql, &params, |row| {
+            let read = source(sync, &mut |row| {
                 let Some(cols) = columns.as_mut() else {
                     first.push(row);
                     if first.len() < batch_rows {
@@ -114,7 +126,7 @@ pub(crate) async fn start(
                 cols.rows < batch_rows || tx.blocking_send(cols.finish()).is_ok()
             });
             let outcome = match (read, failed) {
-                (Err(e), _) => Err(Error::from(e)),
+                (Err(e), _) => Err(e),
                 (Ok(()), Some(e)) => Err(e),
                 (Ok(()), None) => Ok(()),
             };

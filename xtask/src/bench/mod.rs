@@ -7,6 +7,12 @@
 //! connector, so all run with the URL's TLS mode; on PostgreSQL a TLS-cost table follows
 //! (keel's W1 with `sslmode=disable` against `sslmode=require`). Tables go to stdout and
 //! `target/bench/report.md`; every figure to `target/bench/results.json`.
+//!
+//! Sections, in the order they run on each freshly seeded database (`--only` picks one):
+//! frames (module `frames`: whole tables as Arrow and Parquet, keel beside ConnectorX, ADBC and
+//! pandas), load (W1/W2/W4, and the TLS cost on PostgreSQL), bulk (W3), stream. Frames runs
+//! first because bulk adds users. Then, once, cluster (module `cluster`: the local PostgreSQL
+//! cluster's replica routing, read-your-writes and PgBouncer figures).
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -18,6 +24,25 @@ use keel_pool::Backend;
 use keel_test::TestDb;
 use serde_json::{Value, json};
 
+mod cluster;
+mod frames;
+
+/// A part of the bench that `--only` can pick.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Section {
+    /// Whole tables to Arrow in memory and to Parquet: keel, ConnectorX, ADBC, pandas.
+    Frames,
+    /// W1 point selects, W2 join, W4 transfer (and the TLS cost on PostgreSQL).
+    Load,
+    /// W3 bulk insert.
+    Bulk,
+    /// Streaming every user with bounded memory.
+    Stream,
+    /// The local PostgreSQL cluster (module `cluster`): replica routing, read-your-writes,
+    /// PgBouncer; once, after the per-database sections, when PostgreSQL is benched.
+    Cluster,
+}
+
 /// How long and how big.
 pub(crate) struct Plan {
     pub(crate) users: u64,
@@ -27,6 +52,9 @@ pub(crate) struct Plan {
     pub(crate) warmup: f64,
     bulk_rows: u64,
     stream_rows: u64,
+    /// Interleaved runs of each frames tool (pandas, the slow baseline: `frames_pandas_reps`).
+    frames_reps: u32,
+    frames_pandas_reps: u32,
 }
 
 /// (label, workload, concurrency)
@@ -176,19 +204,9 @@ pub(crate) fn ratio(a: f64, b: f64) -> String {
     if b > 0.0 { format!("{:.2}", a / b) } else { "–".to_owned() }
 }
 
-/// Which parts of the benchmark run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum Section {
-    /// Everything.
-    All,
-    /// The workloads, bulk loads and streams on each backend.
-    Load,
-    /// The local PostgreSQL cluster: replica routing, read-your-writes, PgBouncer.
-    Cluster,
-}
-
-/// Runs the benchmark on `backend` ("postgres", "mysql", "sqlite" or "all").
-pub fn bench(root: &Path, backend: &str, quick: bool, only: Section) -> Result<()> {
+/// Runs the benchmark on `backend` ("postgres", "mysql", "sqlite" or "all"), every section or
+/// only `only`.
+pub fn bench(root: &Path, backend: &str, quick: bool, only: Option<Section>) -> Result<()> {
     let backends: Vec<Backend> = match backend {
         "all" => Backend::ALL.to_vec(),
         one => vec![one.parse().map_err(|e| anyhow::anyhow!("{e}"))?],
@@ -202,6 +220,8 @@ pub fn bench(root: &Path, backend: &str, quick: bool, only: Section) -> Result<(
             warmup: 0.3,
             bulk_rows: 20_000,
             stream_rows: 100_000,
+            frames_reps: 1,
+            frames_pandas_reps: 1,
         }
     } else {
         Plan {
@@ -212,11 +232,20 @@ pub fn bench(root: &Path, backend: &str, quick: bool, only: Section) -> Result<(
             warmup: 2.0,
             bulk_rows: 100_000,
             stream_rows: 1_000_000,
+            frames_reps: 2,
+            frames_pandas_reps: 1,
         }
     };
     let bins = build()?;
     let out_dir = root.join("target/bench");
     std::fs::create_dir_all(&out_dir).context("creating target/bench")?;
+    let wants = |s: Section| only.is_none_or(|o| o == s);
+    let python = if wants(Section::Frames) {
+        frames::ensure_gnu_time()?;
+        Some(frames::python(root, &out_dir))
+    } else {
+        None
+    };
     let rt = crate::runtime()?;
     let started = Instant::now();
     let mut report = String::new();
@@ -231,7 +260,8 @@ pub fn bench(root: &Path, backend: &str, quick: bool, only: Section) -> Result<(
         plan.duration,
         plan.warmup
     )?;
-    for &backend in backends.iter().filter(|_| matches!(only, Section::All | Section::Load)) {
+    let per_database = [Section::Frames, Section::Load, Section::Bulk, Section::Stream];
+    for &backend in backends.iter().filter(|_| per_database.into_iter().any(wants)) {
         let db = match rt.block_on(TestDb::create(backend, "bench", &keel_schema::MIGRATIONS)) {
             Ok(db) => db,
             Err(e) => {
@@ -241,12 +271,15 @@ pub fn bench(root: &Path, backend: &str, quick: bool, only: Section) -> Result<(
             }
         };
         let url = db.url().expose_secret().to_owned();
-        let outcome = bench_one(&bins, &url, backend, &plan, &mut report, &mut results);
+        let frames =
+            python.as_ref().map(|python| frames::Ctx { bins: &bins, python, out_dir: &out_dir, plan: &plan });
+        let on = Db { bins: &bins, url: &url, backend, plan: &plan };
+        let outcome = bench_one(&on, &wants, frames.as_ref(), &mut report, &mut results);
         rt.block_on(db.drop_database());
         outcome?;
     }
-    if matches!(only, Section::All | Section::Cluster) && backends.contains(&Backend::Postgres) {
-        crate::bench_cluster::bench(&bins, &plan, &mut report, &mut results)?;
+    if wants(Section::Cluster) && backends.contains(&Backend::Postgres) {
+        cluster::bench(&bins, &plan, &mut report, &mut results)?;
     }
     writeln!(report, "\nTotal time {:.0} s.", started.elapsed().as_secs_f64())?;
     print!("{report}");
@@ -257,14 +290,23 @@ pub fn bench(root: &Path, backend: &str, quick: bool, only: Section) -> Result<(
     Ok(())
 }
 
-fn bench_one(
-    bins: &Bins,
-    url: &str,
+/// One seeded database and what the sections run on it.
+#[derive(Clone, Copy)]
+struct Db<'a> {
+    bins: &'a Bins,
+    url: &'a str,
     backend: Backend,
-    plan: &Plan,
+    plan: &'a Plan,
+}
+
+fn bench_one(
+    db: &Db,
+    wants: &dyn Fn(Section) -> bool,
+    frames: Option<&frames::Ctx>,
     report: &mut String,
     results: &mut Vec<Value>,
 ) -> Result<()> {
+    let Db { bins, url, backend, plan } = *db;
     writeln!(report, "## {backend}\n")?;
     let t0 = Instant::now();
     let seed = [
@@ -284,6 +326,24 @@ fn bench_one(
     let seeded = t0.elapsed().as_secs_f64();
     writeln!(report, "Seeding took {seeded:.1} s.\n")?;
     results.push(json!({"backend": backend.as_str(), "kind": "seed", "seconds": seeded}));
+    if let Some(ctx) = frames {
+        frames::section(ctx, url, backend, report, results)?;
+    }
+    if wants(Section::Load) {
+        load(db, report, results)?;
+    }
+    if wants(Section::Bulk) {
+        bulk(db, report, results)?;
+    }
+    if wants(Section::Stream) {
+        stream(db, report, results)?;
+    }
+    Ok(())
+}
+
+/// W1, W2 and W4 on every stack (and the TLS cost on PostgreSQL).
+fn load(db: &Db, report: &mut String, results: &mut Vec<Value>) -> Result<()> {
+    let Db { bins, url, backend, plan } = *db;
 
     if backend != Backend::Sqlite {
         let mode = keel_pool::Config::new(url).map_err(|e| anyhow::anyhow!("{e}"))?.tls_config().mode();
@@ -331,7 +391,12 @@ fn bench_one(
     if backend == Backend::Postgres {
         tls_cost(bins, url, plan, report, results)?;
     }
+    Ok(())
+}
 
+/// W3: bulk inserts by every method.
+fn bulk(db: &Db, report: &mut String, results: &mut Vec<Value>) -> Result<()> {
+    let Db { bins, url, backend, plan } = *db;
     let mut bulk = "| W3 bulk insert | rows | seconds | rows/s |\n|---|---|---|---|\n".to_owned();
     let mut rates = std::collections::BTreeMap::new();
     for method in bulk_methods(backend) {
@@ -368,7 +433,12 @@ fn bench_one(
         )?;
     }
     writeln!(report, "\n")?;
+    Ok(())
+}
 
+/// Streams every user through keel-bench, reporting rows/s and peak RSS.
+fn stream(db: &Db, report: &mut String, results: &mut Vec<Value>) -> Result<()> {
+    let Db { bins, url, backend, plan } = *db;
     let args = ["stream".to_owned(), "--rows".into(), plan.stream_rows.to_string()];
     let r = json_of(&bins.bench, url, &args)?;
     writeln!(

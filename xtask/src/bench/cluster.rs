@@ -21,7 +21,7 @@ use keel_pool::{Config, Pool};
 use keel_test::cluster::{self, Member};
 use serde_json::{Value, json};
 
-use crate::bench::{Bins, Plan, json_of_with, num, ratio, run_args};
+use super::{Bins, Plan, json_of_with, num, ratio, run_args};
 
 /// Runs the cluster section, appending its tables to `report`.
 pub fn bench(bins: &Bins, plan: &Plan, report: &mut String, results: &mut Vec<Value>) -> Result<()> {
