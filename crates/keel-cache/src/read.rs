@@ -60,42 +60,43 @@ impl Cache {
         let key = self.redis_key(key);
         let c = &self.inner.counters;
         loop {
+            // Whether Redis may be asked; when not, the flight still saves the database from
+            // a stampede.
+            let mut use_redis = true;
             if self.bypassing() {
                 bump(&c.bypassed);
-                bump(&c.misses);
-                return load().await;
-            }
-            let got = self
-                .call(|mut conn| {
-                    let key = key.clone();
-                    async move { redis::cmd("GET").arg(key).query_async::<Option<Vec<u8>>>(&mut conn).await }
-                })
-                .await;
-            match got {
-                Ok(Some(raw)) => match codec::decode::<T>(&key, &raw) {
-                    Ok(Entry::Value(v)) => {
-                        bump(&c.hits);
-                        return Ok(Some(v));
-                    }
-                    Ok(Entry::NotFound) => {
-                        bump(&c.negative_hits);
-                        return Ok(None);
-                    }
-                    Ok(Entry::Lease) => {}
+                use_redis = false;
+            } else {
+                let got = self
+                    .call(|mut conn| {
+                        let key = key.clone();
+                        async move { redis::cmd("GET").arg(key).query_async::<Option<Vec<u8>>>(&mut conn).await }
+                    })
+                    .await;
+                match got {
+                    Ok(Some(raw)) => match codec::decode::<T>(&key, &raw) {
+                        Ok(Entry::Value(v)) => {
+                            bump(&c.hits);
+                            return Ok(Some(v));
+                        }
+                        Ok(Entry::NotFound) => {
+                            bump(&c.negative_hits);
+                            return Ok(None);
+                        }
+                        Ok(Entry::Lease) => {}
+                        Err(e) => {
+                            bump(&c.codec_errors);
+                            tracing::warn!(error = %e, "undecodable cache entry: reading the database");
+                            use_redis = false;
+                        }
+                    },
+                    Ok(None) => {}
                     Err(e) => {
-                        bump(&c.codec_errors);
-                        tracing::warn!(error = %e, "undecodable cache entry: reading the database");
-                        bump(&c.misses);
-                        return load().await;
+                        if matches!(e, Error::BreakerOpen { .. }) {
+                            bump(&c.bypassed);
+                        }
+                        use_redis = false;
                     }
-                },
-                Ok(None) => {}
-                Err(e) => {
-                    if matches!(e, Error::BreakerOpen { .. }) {
-                        bump(&c.bypassed);
-                    }
-                    bump(&c.misses);
-                    return load().await;
                 }
             }
             match self.inner.flights.join(&key) {
@@ -111,12 +112,18 @@ impl Cache {
                     }
                     // The leader failed, went away, or read before this caller came: again.
                 }
-                Role::Leader(leader) => return self.lead(&key, leader, load).await,
+                Role::Leader(leader) => return self.lead(&key, leader, use_redis, load).await,
             }
         }
     }
 
-    async fn lead<T, E, F, Fut>(&self, key: &str, mut leader: flight::Leader, load: F) -> Result<Option<T>, E>
+    async fn lead<T, E, F, Fut>(
+        &self,
+        key: &str,
+        mut leader: flight::Leader,
+        use_redis: bool,
+        load: F,
+    ) -> Result<Option<T>, E>
     where
         T: Serialize + DeserializeOwned,
         F: FnOnce() -> Fut,
@@ -124,7 +131,8 @@ impl Cache {
     {
         let c = &self.inner.counters;
         let flights = &self.inner.flights;
-        match self.acquire(key).await {
+        let answer = if use_redis { self.acquire(key).await } else { Answer::Load { lease: None } };
+        match answer {
             Answer::Cached(value, entry, fresh_as_of) => {
                 leader.publish(Outcome { entry: entry.into(), fresh_as_of });
                 Ok(value)
