@@ -186,6 +186,45 @@ async fn writes_invalidate_after_commit() {
     .await;
 }
 
+/// Through the HTTP API with a cache: write-then-read pairs never read stale, and `/metrics`
+/// shows the cache's numbers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_writes_then_reads_are_never_stale_and_metrics_show_the_cache() {
+    let Some(cache) = cache_or_skip(config("http")).await else { return };
+    for_each_backend(&MIGRATIONS, |pool| {
+        let cache = cache.clone();
+        async move {
+            let repo = Repo::new(pool).with_cache(cache.clone());
+            let api = crate::serve::Api::over(repo, keel_demo::serve::Settings::default());
+            let created =
+                api.post("/users", &serde_json::json!({"name": "Ada", "email": "ada@example.com"})).await;
+            let id = created.expect(201, None).json()["id"].as_str().expect("an id").to_owned();
+            let path = format!("/users/{id}");
+            let mut stale = 0;
+            for i in 0..200 {
+                let name = format!("name {i}");
+                api.patch(&path, &serde_json::json!({ "name": name })).await.expect(200, None);
+                let read = api.get(&path).await;
+                stale += usize::from(read.expect(200, None).json()["name"] != name.as_str());
+                api.get(&path).await.expect(200, None); // a hit
+            }
+            assert_eq!(stale, 0, "stale reads after a write");
+            let text = api.metrics().await;
+            let hits = cache.stats().hits;
+            assert!(hits >= 200, "{:?}", cache.stats());
+            for needle in [
+                "# TYPE keel_cache_hits_total counter".to_owned(),
+                "keel_cache_breaker_state{state=\"closed\"} 1".to_owned(),
+                "# TYPE keel_cache_redis_duration_seconds histogram".to_owned(),
+                "keel_cache_stale_set_refusals_total".to_owned(),
+            ] {
+                assert!(text.contains(&needle), "missing {needle:?} in\n{text}");
+            }
+        }
+    })
+    .await;
+}
+
 /// Pauses the first fill of `key` between its database read and its conditional set, until
 /// released.
 struct Pause {

@@ -157,15 +157,17 @@ impl Cache {
         Ok(cache)
     }
 
-    /// One `PING` round trip (through the breaker and the per-call timeout): its latency, or
-    /// why Redis cannot be used now.
+    /// A health check: one `PING` round trip, sent even while the breaker is open (a success
+    /// closes it), within the per-call timeout or 1 s, whichever is longer. Its latency, or why
+    /// Redis cannot be used now.
     pub async fn ping(&self) -> Result<Duration, Error> {
         let start = Instant::now();
-        self.call(|mut c| async move { redis::cmd("PING").query_async::<String>(&mut c).await }).await?;
+        self.ping_within(self.inner.config.timeout.max(Duration::from_secs(1))).await?;
+        self.inner.breaker.success();
         Ok(start.elapsed())
     }
 
-    /// `PING` with a longer timeout, bypassing the breaker (the first contact).
+    /// `PING` bypassing the breaker.
     async fn ping_within(&self, limit: Duration) -> Result<(), Error> {
         let mut c = self.inner.conn.clone();
         match tokio::time::timeout(limit, redis::cmd("PING").query_async::<String>(&mut c)).await {

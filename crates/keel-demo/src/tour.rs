@@ -519,8 +519,12 @@ async fn caching(pool: &Pool, run: &str) -> Result<()> {
     let newer = repo.update_user(ada.id, &UserPatch::new().name("Countess of Lovelace")).await?;
     pause.1.notify_one();
     let stale = reader.await.context("the paused reader")??;
-    step("slow reader read before this write", stale.name).await;
-    step("  its fill after the commit: refused", newer.name).await;
+    step("slow reader: read before a write, fill refused", stale.name).await;
+    let read = repo.get_user(ada.id).await?;
+    if read != newer {
+        bail!("the cache served {:?} after a write committed {:?}", read.name, newer.name);
+    }
+    step("get_user after that write (miss, fill)", read.name).await;
     table::print(&["step", "name returned", "hits", "misses", "Redis entry after"], &rows);
     println!(
         "   stale sets refused: {}; a Redis outage only costs the cache (timeout {} ms, then a circuit breaker)",
