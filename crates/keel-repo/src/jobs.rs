@@ -87,20 +87,7 @@ impl Repo {
     }
 
     async fn get_job_now(&self, id: Id) -> Result<Job> {
-        let found: Option<Job> = self
-            .read_through(
-                || keys::job(id),
-                || async {
-                    Ok(with_read!(&self.pool, |c| jobs::table
-                        .find(id)
-                        .select(Job::as_select())
-                        .first(c)
-                        .await
-                        .optional())?)
-                },
-            )
-            .await?;
-        found.ok_or_else(|| Error::not_found(format!("job {id}")))
+        crate::find_cached!(self, jobs, Job, job, id, "job")
     }
 
     /// Deletes a job; `not_found` if there is none.

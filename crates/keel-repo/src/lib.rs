@@ -31,7 +31,7 @@
 //! ```
 
 mod macros;
-pub(crate) use macros::insert_returning;
+pub(crate) use macros::{find_cached, insert_returning};
 
 pub mod batch;
 pub mod cache;

@@ -190,20 +190,7 @@ impl Repo {
     }
 
     async fn get_account_now(&self, id: Id) -> Result<Account> {
-        let found: Option<Account> = self
-            .read_through(
-                || keys::account(id),
-                || async {
-                    Ok(with_read!(&self.pool, |c| accounts::table
-                        .find(id)
-                        .select(Account::as_select())
-                        .first(c)
-                        .await
-                        .optional())?)
-                },
-            )
-            .await?;
-        found.ok_or_else(|| Error::not_found(format!("account {id}")))
+        crate::find_cached!(self, accounts, Account, account, id, "account")
     }
 
     /// The transfer recorded under `key`, if any.

@@ -215,20 +215,7 @@ impl Repo {
     }
 
     async fn get_user_now(&self, id: Id) -> Result<User> {
-        let found: Option<User> = self
-            .read_through(
-                || keys::user(id),
-                || async {
-                    Ok(with_read!(&self.pool, |c| users::table
-                        .find(id)
-                        .select(User::as_select())
-                        .first(c)
-                        .await
-                        .optional())?)
-                },
-            )
-            .await?;
-        found.ok_or_else(|| Error::not_found(format!("user {id}")))
+        crate::find_cached!(self, users, User, user, id, "user")
     }
 
     /// The users with these ids that exist, in (created_at, id) order; missing ids are left
