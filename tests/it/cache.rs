@@ -430,6 +430,58 @@ async fn invalidations_outlive_their_callers() {
     gone("b").await;
 }
 
+/// Two caches on one prefix stand for two processes: while the first holds a key's lease (its
+/// fill paused), the second waits for its value instead of reading the database; a lease holder
+/// that never fills costs the second one `lease_wait`, then it reads for itself.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_process_waits_for_the_lease_holder() {
+    let pause =
+        Arc::new(Pause { armed: AtomicBool::new(true), reached: Notify::new(), release: Notify::new() });
+    let first_config = pausing("lease", &pause);
+    let prefix = first_config.prefix.clone();
+    let Some(first) = cache_or_skip(first_config).await else { return };
+    let second = Cache::connect(&redis_url(), config("unused").prefix(prefix, 1)).await.unwrap();
+    let reached = pause.reached.notified();
+    let filler = tokio::spawn({
+        let first = first.clone();
+        async move { first.get_or_load("k", || async { Ok::<_, std::convert::Infallible>(Some(1_i64)) }).await }
+    });
+    reached.await;
+    let loads = Arc::new(std::sync::atomic::AtomicU32::new(0));
+    let waiter = tokio::spawn({
+        let (second, loads) = (second.clone(), Arc::clone(&loads));
+        async move {
+            second
+                .get_or_load("k", || async move {
+                    loads.fetch_add(1, Ordering::SeqCst);
+                    Ok::<_, std::convert::Infallible>(Some(2_i64))
+                })
+                .await
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    pause.release.notify_one();
+    assert_eq!(filler.await.unwrap().unwrap(), Some(1));
+    assert_eq!(waiter.await.unwrap().unwrap(), Some(1), "the waiter got the lease holder's value");
+    assert_eq!(loads.load(Ordering::SeqCst), 0, "the waiter did not read the database");
+    assert_eq!(second.stats().lease_waits, 1);
+
+    // A lease whose holder never fills: the waiter reads for itself after `lease_wait`.
+    pause.armed.store(true, Ordering::SeqCst);
+    let stuck = tokio::spawn({
+        let first = first.clone();
+        async move {
+            first.get_or_load("stuck", || async { Ok::<_, std::convert::Infallible>(Some(1_i64)) }).await
+        }
+    });
+    pause.reached.notified().await;
+    let got = second.get_or_load("stuck", || async { Ok::<_, std::convert::Infallible>(Some(3_i64)) }).await;
+    assert_eq!(got.unwrap(), Some(3));
+    assert_eq!(second.stats().lease_wait_timeouts, 1);
+    pause.release.notify_one();
+    stuck.await.unwrap().unwrap();
+}
+
 /// Restarts the machine's Redis when dropped (the command in the project brief), so a failing
 /// test does not leave it down.
 struct RedisBack;
