@@ -158,7 +158,8 @@ fn tls_cost(
 
 /// The Redis cache's rows (PostgreSQL and MySQL): W1 uncached against cached through Redis,
 /// interleaved (A B A B) on this noisy machine, with the hit ratio; and `redis-benchmark -c 16 -t
-/// get` as the ceiling of the Redis path here. Skipped, with the reason, when Redis is not there.
+/// get` as the ceiling of the Redis path here. Without Redis the cached runs read the database
+/// (a hit ratio of 0 says so) and the ceiling row says why it did not run.
 fn cache_cost(
     bins: &Bins,
     url: &str,
