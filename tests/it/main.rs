@@ -5,6 +5,7 @@
 //! server: `cargo xtask test` runs them after everything else, one at a time.
 
 mod bulk;
+mod cache;
 mod cancel;
 mod cluster;
 mod cluster_replicas;

@@ -19,7 +19,7 @@ use serde_json::{Value, json};
 use tower::ServiceExt as _;
 
 /// The application in process; every body is checked for SQL and panics.
-struct Api {
+pub(crate) struct Api {
     app: Router,
 }
 
@@ -34,7 +34,12 @@ fn request(method: &str, path: &str, body: Option<String>, content_type: Option<
 
 impl Api {
     fn new(pool: &Pool, settings: Settings) -> Api {
-        Api { app: router(AppState::new(Repo::new(pool.clone()), settings)) }
+        Api::over(Repo::new(pool.clone()), settings)
+    }
+
+    /// The application over `repo` (say, one reading through a cache).
+    pub(crate) fn over(repo: Repo, settings: Settings) -> Api {
+        Api { app: router(AppState::new(repo, settings)) }
     }
 
     async fn send(&self, req: Request<Body>) -> Resp {
@@ -46,7 +51,7 @@ impl Api {
         Resp::new(status, headers, text, None)
     }
 
-    async fn get(&self, path: &str) -> Resp {
+    pub(crate) async fn get(&self, path: &str) -> Resp {
         self.send(request("GET", path, None, None)).await
     }
 
@@ -54,11 +59,11 @@ impl Api {
         self.send(request("DELETE", path, None, None)).await
     }
 
-    async fn post(&self, path: &str, body: &Value) -> Resp {
+    pub(crate) async fn post(&self, path: &str, body: &Value) -> Resp {
         self.send(request("POST", path, Some(body.to_string()), Some("application/json"))).await
     }
 
-    async fn patch(&self, path: &str, body: &Value) -> Resp {
+    pub(crate) async fn patch(&self, path: &str, body: &Value) -> Resp {
         self.send(request("PATCH", path, Some(body.to_string()), Some("application/json"))).await
     }
 
@@ -74,7 +79,7 @@ impl Api {
         self.send(req).await
     }
 
-    async fn metrics(&self) -> String {
+    pub(crate) async fn metrics(&self) -> String {
         self.get("/metrics").await.into_prometheus_text()
     }
 }

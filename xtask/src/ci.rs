@@ -8,8 +8,8 @@ use anyhow::{Context, Result};
 
 use crate::{cargo, run};
 
-/// The backends CI requires.
-pub const REQUIRED: &str = "postgres,mysql,sqlite";
+/// The backends CI requires (and Redis, for the cache tests).
+pub const REQUIRED: &str = "postgres,mysql,sqlite,redis";
 
 /// Runs every CI step; stops at the first that fails.
 pub fn ci(root: &Path) -> Result<()> {

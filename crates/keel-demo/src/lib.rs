@@ -45,6 +45,15 @@ pub async fn open(config: Config) -> Result<Pool> {
     Pool::connect(config).await.with_context(|| format!("opening {url}"))
 }
 
+/// The Redis cache at `url` with the default [`keel_cache::CacheConfig`]. Fails only for a URL
+/// that cannot be used (the error never shows a password); a Redis that is down only leaves the
+/// cache bypassed until it answers.
+pub async fn connect_cache(url: &str) -> Result<keel_cache::Cache> {
+    keel_cache::Cache::connect(url, keel_cache::CacheConfig::new())
+        .await
+        .context("setting up the Redis cache")
+}
+
 /// `keel-demo migrate`: applies pending migrations and lists what was applied.
 pub async fn migrate(config: Config) -> Result<()> {
     let pool = open(config).await?;

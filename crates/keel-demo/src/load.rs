@@ -80,6 +80,50 @@ pub struct LoadArgs {
     /// show what a replica's lag does to reads.
     #[arg(long)]
     pub no_session: bool,
+    /// Read through the Redis cache (point-select and join; writes invalidate after commit).
+    #[arg(long)]
+    pub cache: bool,
+    /// The Redis for `--cache` (default redis://127.0.0.1:6379).
+    #[arg(long, env = "REDIS_URL", hide_env_values = true)]
+    pub redis_url: Option<String>,
+}
+
+/// The Redis `--cache` uses when no `--redis-url` / `REDIS_URL` is given.
+pub const DEFAULT_REDIS_URL: &str = "redis://127.0.0.1:6379";
+
+/// The cache's side of a `--cache` run, over the whole run (warm-up included).
+#[derive(Debug, Clone, Serialize)]
+pub struct CacheReport {
+    /// Reads answered from Redis (values and cached `not_found`s).
+    pub hits: u64,
+    /// Reads that went to the database.
+    pub misses: u64,
+    /// `hits / (hits + misses)`.
+    pub hit_ratio: f64,
+    /// Fills refused because an invalidation came in after their read.
+    pub stale_set_refusals: u64,
+    /// Redis calls that failed or timed out.
+    pub redis_errors: u64,
+    /// Median Redis call latency, µs.
+    pub redis_p50_us: u64,
+    /// 99th-percentile Redis call latency, µs.
+    pub redis_p99_us: u64,
+}
+
+impl CacheReport {
+    fn from_stats(s: &keel_cache::CacheStats) -> Self {
+        let hits = s.hits + s.negative_hits + s.flights_joined;
+        let total = hits + s.misses;
+        CacheReport {
+            hits,
+            misses: s.misses,
+            hit_ratio: if total == 0 { 0.0 } else { hits as f64 / total as f64 },
+            stale_set_refusals: s.stale_set_refusals,
+            redis_errors: s.redis_errors + s.redis_timeouts,
+            redis_p50_us: s.redis_p50_us,
+            redis_p99_us: s.redis_p99_us,
+        }
+    }
 }
 
 /// What one run measured; the JSON shape of `--json`.
@@ -126,6 +170,9 @@ pub struct Report {
     /// `max_size` unless cancellations lost some), each answering a query.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub capacity_after: Option<u32>,
+    /// The cache's numbers (`--cache` runs only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cache: Option<CacheReport>,
     /// write-read: reads that did not find the row just written.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub stale_reads: Option<u64>,
@@ -286,7 +333,12 @@ pub async fn run(pool: &Pool, args: &LoadArgs) -> Result<Report> {
     if args.concurrency == 0 || args.duration.is_nan() || args.duration <= 0.0 {
         bail!("--concurrency and --duration must be positive");
     }
-    let repo = Repo::new(pool.clone());
+    let repo = if args.cache {
+        let url = args.redis_url.as_deref().unwrap_or(DEFAULT_REDIS_URL);
+        Repo::new(pool.clone()).with_cache(crate::connect_cache(url).await?)
+    } else {
+        Repo::new(pool.clone())
+    };
     let ids = match args.workload {
         Workload::Transfer => sample_ids(pool, true).await.context("reading account ids")?,
         _ => sample_ids(pool, false).await.context("reading user ids")?,
@@ -399,6 +451,7 @@ pub async fn run(pool: &Pool, args: &LoadArgs) -> Result<Report> {
         report.read_p99_us = Some(quantile(&reads, 0.99));
     }
     report.routing = Routing::of(pool).zip(routing_before).map(|(after, before)| after.since(&before));
+    report.cache = repo.cache().map(|c| CacheReport::from_stats(&c.stats()));
     Ok(report)
 }
 
@@ -470,6 +523,7 @@ pub fn report(args: &LoadArgs, backend: keel_pool::Backend, measured: Measured) 
         read_p50_us: None,
         read_p99_us: None,
         routing: None,
+        cache: None,
     }
 }
 
@@ -523,6 +577,12 @@ pub fn summary(r: &Report) -> String {
         r.timed_out,
         r.wrong_results
     );
+    if let Some(c) = &r.cache {
+        out.push_str(&format!(
+            "\ncache: hit ratio {:.3} ({} hits, {} misses), Redis p50 {} µs, p99 {} µs, Redis errors {}",
+            c.hit_ratio, c.hits, c.misses, c.redis_p50_us, c.redis_p99_us, c.redis_errors
+        ));
+    }
     if let (Some(b), Some(a)) = (r.balance_before, r.balance_after) {
         out.push_str(&format!(
             "\nbalance before {b}, after {a}{}",

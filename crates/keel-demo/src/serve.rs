@@ -7,7 +7,7 @@
 //! | route | what |
 //! |---|---|
 //! | `GET /health` | a round trip to the database; 503 with `Retry-After` when it fails |
-//! | `GET /metrics` | Prometheus text: pool, queries, latency histogram, retries, HTTP requests |
+//! | `GET /metrics` | Prometheus text: pool, queries, latency histogram, retries, cache (`keel_cache_*`), HTTP requests |
 //! | `GET /users?search=&cursor=&limit=` | one keyset page: `{ "items": [...], "next_cursor": ... }` |
 //! | `POST /users` | `{ "name", "email" }` → 201 with the stored user |
 //! | `GET`, `PATCH`, `DELETE /users/{id}` | read; partial update `{ "name"?, "email"? }`; 204 |
@@ -15,6 +15,9 @@
 //! | `POST /users/{id}/jobs` | `{ "title", "salary_cents" }` → 201 |
 //! | `GET /accounts/{id}` | the account |
 //! | `POST /transfers` | `{ "from_account", "to_account", "amount_cents" }` + `Idempotency-Key`: 201 when applied now, 200 when replayed |
+//!
+//! With `--redis-url` (or `REDIS_URL`) the point reads (`GET /users/{id}`, `/users/{id}/jobs`,
+//! `/accounts/{id}`) go through keel-cache and every write invalidates after its commit.
 //!
 //! Every error is `{ "error": { "kind": …, "message": … } }`, the kind being
 //! [`ErrorKind::as_str`](keel_pool::ErrorKind::as_str); see [`error`] for the status mapping.
@@ -95,6 +98,11 @@ pub struct ServeArgs {
     /// Do not apply pending migrations at startup.
     #[arg(long)]
     pub skip_migrations: bool,
+
+    /// Read users, jobs and accounts through this Redis (`redis://host:port`); writes invalidate
+    /// after commit. A Redis that is down at startup or later only costs the cache.
+    #[arg(long, env = "REDIS_URL", hide_env_values = true)]
+    pub redis_url: Option<String>,
 }
 
 impl ServeArgs {
@@ -199,7 +207,11 @@ pub async fn run(
     let listener =
         tokio::net::TcpListener::bind(args.addr).await.with_context(|| format!("binding {}", args.addr))?;
     let addr = listener.local_addr().context("reading the bound address")?;
-    let app = router(AppState::new(Repo::new(pool.clone()), args.settings()));
+    let repo = match &args.redis_url {
+        Some(redis) => Repo::new(pool.clone()).with_cache(crate::connect_cache(redis).await?),
+        None => Repo::new(pool.clone()),
+    };
+    let app = router(AppState::new(repo, args.settings()));
 
     // The one line on stdout (tests and scripts read the port from it); logs go to stderr.
     {

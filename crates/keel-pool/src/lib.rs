@@ -79,7 +79,7 @@ pub use pool::{Health, Pool, PoolState};
 pub use retry::RetryPolicy;
 pub use reuse::Reuse;
 pub use scoped_futures::{ScopedBoxFuture, ScopedFutureExt};
-pub use stats::{LATENCY_BUCKETS_US, LatencyHistogram, PoolStats};
+pub use stats::{Histogram, LATENCY_BUCKETS_US, LatencyHistogram, PoolStats};
 pub use timestamp::{Timestamp, now};
 pub use tls::{SslMode, TlsConfig};
 pub use url::{Backend, DatabaseUrl, SqliteTarget};

@@ -12,8 +12,9 @@ const SUB: usize = 8;
 const BUCKETS: usize = LINEAR + 40 * SUB;
 
 /// A lock-free latency histogram in microseconds: exact below 16 µs, then 8 buckets per power
-/// of two (≤ 12.5 % error), up to about 12 days.
-pub(crate) struct Histogram {
+/// of two (≤ 12.5 % error), up to about 12 days. Public so that other keel crates (keel-cache)
+/// report latencies the same way as the pool.
+pub struct Histogram {
     buckets: Box<[AtomicU64]>,
     count: AtomicU64,
     sum_us: AtomicU64,
@@ -51,7 +52,8 @@ fn bucket_top(index: usize) -> u64 {
 }
 
 impl Histogram {
-    pub(crate) fn record(&self, d: Duration) {
+    /// Adds one sample.
+    pub fn record(&self, d: Duration) {
         let us = u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
         self.buckets[bucket_of(us)].fetch_add(1, Relaxed);
         self.count.fetch_add(1, Relaxed);
@@ -60,7 +62,7 @@ impl Histogram {
     }
 
     /// The latency below which a fraction `q` of the samples fall (0 with no samples).
-    pub(crate) fn quantile(&self, q: f64) -> Duration {
+    pub fn quantile(&self, q: f64) -> Duration {
         let total = self.count.load(Relaxed);
         if total == 0 {
             return Duration::ZERO;
@@ -78,7 +80,7 @@ impl Histogram {
 
     /// Cumulative counts at each of [`LATENCY_BUCKETS_US`] (samples whose bucket lies wholly at
     /// or below the bound, as Prometheus histograms count), then the total count and sum.
-    pub(crate) fn cumulative(&self) -> LatencyHistogram {
+    pub fn cumulative(&self) -> LatencyHistogram {
         let mut le = Vec::with_capacity(LATENCY_BUCKETS_US.len());
         let (mut seen, mut i) = (0u64, 0usize);
         for &bound in LATENCY_BUCKETS_US {
@@ -96,7 +98,8 @@ impl Histogram {
         self.count.load(Relaxed)
     }
 
-    pub(crate) fn max(&self) -> Duration {
+    /// The largest sample (0 with no samples).
+    pub fn max(&self) -> Duration {
         Duration::from_micros(self.max.load(Relaxed))
     }
 }

@@ -8,6 +8,7 @@ use keel_schema::schema::{jobs, users};
 use keel_schema::{Id, Job, NewJob, User};
 use serde::Serialize;
 
+use crate::cache::keys;
 use crate::error::{Error, Result};
 use crate::users::MAX_PAGE_SIZE;
 use crate::{Repo, validate};
@@ -73,7 +74,10 @@ impl Repo {
 
     async fn create_job_now(&self, job: &NewJob) -> Result<Job> {
         validate_new_job(job)?;
-        crate::insert_returning!(self, jobs, job, Job)
+        let owed = self.owe(|| [keys::job(job.id), keys::user_jobs(job.user_id)]);
+        let created = crate::insert_returning!(self, jobs, job, Job);
+        owed.settle().await;
+        created
     }
 
     /// The job with this id; `not_found` if there is none.
@@ -83,13 +87,7 @@ impl Repo {
     }
 
     async fn get_job_now(&self, id: Id) -> Result<Job> {
-        let found: Option<Job> = with_read!(&self.pool, |c| jobs::table
-            .find(id)
-            .select(Job::as_select())
-            .first(c)
-            .await
-            .optional())?;
-        found.ok_or_else(|| Error::not_found(format!("job {id}")))
+        crate::find_cached!(self, jobs, Job, job, id, "job")
     }
 
     /// Deletes a job; `not_found` if there is none.
@@ -99,12 +97,46 @@ impl Repo {
     }
 
     async fn delete_job_now(&self, id: Id) -> Result<()> {
+        if self.caching() {
+            return self.delete_job_cached(id).await;
+        }
         let mut conn = self.pool.get().await?;
         let n = with_conn!(&mut conn, |c| diesel::delete(jobs::table.find(id)).execute(c).await)?;
         if n == 0 {
             return Err(Error::not_found(format!("job {id}")));
         }
         Ok(())
+    }
+
+    /// The delete when reads are cached: the job's user (for its `user_jobs` entry) is read in
+    /// the same transaction as the delete.
+    async fn delete_job_cached(&self, id: Id) -> Result<()> {
+        let mut owed = self.owe(|| [keys::job(id)]);
+        let owner: Result<Option<Id>> = self
+            .pool
+            .transaction(|conn| {
+                async move {
+                    with_conn!(conn, |c| {
+                        match jobs::table.find(id).select(jobs::user_id).first::<Id>(c).await.optional() {
+                            Ok(Some(user)) => {
+                                diesel::delete(jobs::table.find(id)).execute(c).await.map(|_| Some(user))
+                            }
+                            other => other,
+                        }
+                    })
+                    .map_err(Error::from)
+                }
+                .scope_boxed()
+            })
+            .await;
+        if let Ok(Some(user)) = &owner {
+            owed.add([keys::user_jobs(*user)]);
+        }
+        owed.settle().await;
+        match owner? {
+            Some(_) => Ok(()),
+            None => Err(Error::not_found(format!("job {id}"))),
+        }
     }
 
     /// A user's jobs, oldest first (empty if the user has none or does not exist).
@@ -151,6 +183,11 @@ impl Repo {
     }
 
     async fn user_with_jobs_now(&self, id: Id) -> Result<(User, Vec<Job>)> {
+        let found = self.read_through(|| keys::user_jobs(id), || self.load_user_with_jobs(id)).await?;
+        found.ok_or_else(|| Error::not_found(format!("user {id}")))
+    }
+
+    async fn load_user_with_jobs(&self, id: Id) -> Result<Option<(User, Vec<Job>)>> {
         let rows: Vec<(User, Option<Job>)> = with_read!(&self.pool, |c| users::table
             .left_join(jobs::table)
             .filter(users::id.eq(id))
@@ -160,10 +197,10 @@ impl Repo {
             .await)?;
         let mut rows = rows.into_iter();
         let Some((user, first)) = rows.next() else {
-            return Err(Error::not_found(format!("user {id}")));
+            return Ok(None);
         };
         let jobs = first.into_iter().chain(rows.filter_map(|(_, job)| job)).collect();
-        Ok((user, jobs))
+        Ok(Some((user, jobs)))
     }
 
     /// Users who have at least one job, with their jobs (an `INNER JOIN`'s users), oldest user

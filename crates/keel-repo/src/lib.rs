@@ -14,6 +14,8 @@
 //! - [`batch`]: all-or-nothing batch inserts (chunked multi-row `INSERT`, PostgreSQL `COPY`).
 //! - [`raw`]: raw SQL with `:name` parameters; rows as ordered maps of column name → [`Value`].
 //! - [`error`]: [`Error`] (a classified database error or a domain refusal) and [`Result`].
+//! - [`cache`]: read-through caching in Redis (feature `cache`, [`Repo::with_cache`]): the keys,
+//!   and which writes invalidate which keys after their commit.
 //!
 //! Private: `validate` (input checks shared by the modules above) and `macros` (`insert_returning!`).
 //!
@@ -29,9 +31,10 @@
 //! ```
 
 mod macros;
-pub(crate) use macros::insert_returning;
+pub(crate) use macros::{find_cached, insert_returning};
 
 pub mod batch;
+pub mod cache;
 pub mod error;
 pub mod jobs;
 pub mod raw;
@@ -69,12 +72,18 @@ pub struct TableCounts {
 #[derive(Debug, Clone)]
 pub struct Repo {
     pool: Pool,
+    #[cfg(feature = "cache")]
+    cache: Option<keel_cache::Cache>,
 }
 
 impl Repo {
     /// A repository over `pool`.
     pub fn new(pool: Pool) -> Self {
-        Repo { pool }
+        Repo {
+            pool,
+            #[cfg(feature = "cache")]
+            cache: None,
+        }
     }
 
     /// The pool underneath.

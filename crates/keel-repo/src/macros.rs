@@ -25,3 +25,26 @@ macro_rules! insert_returning {
     };
 }
 pub(crate) use insert_returning;
+
+/// The row of `$table` with primary key `$id` as `$model`, read through the cache under
+/// `keys::$key($id)` (see [`crate::cache`]); `not_found` naming `$what` when there is none.
+macro_rules! find_cached {
+    ($repo:expr, $table:ident, $model:ty, $key:ident, $id:expr, $what:literal) => {{
+        let id = $id;
+        let found: Option<$model> = $repo
+            .read_through(
+                || $crate::cache::keys::$key(id),
+                || async {
+                    Ok(keel_pool::with_read!(&$repo.pool, |c| $table::table
+                        .find(id)
+                        .select(<$model>::as_select())
+                        .first(c)
+                        .await
+                        .optional())?)
+                },
+            )
+            .await?;
+        found.ok_or_else(|| $crate::Error::not_found(format!(concat!($what, " {}"), id)))
+    }};
+}
+pub(crate) use find_cached;

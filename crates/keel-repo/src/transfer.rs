@@ -10,6 +10,7 @@ use keel_schema::schema::{accounts, transfers};
 use keel_schema::{Account, Id, NewAccount, NewTransfer, Transfer};
 use serde::Serialize;
 
+use crate::cache::keys;
 use crate::error::{Error, Result};
 use crate::{Repo, validate};
 
@@ -176,7 +177,10 @@ impl Repo {
         }
         let new = NewAccount::new(owner, balance_cents);
         let new = &new;
-        crate::insert_returning!(self, accounts, new, Account)
+        let owed = self.owe(|| [keys::account(new.id)]);
+        let created = crate::insert_returning!(self, accounts, new, Account);
+        owed.settle().await;
+        created
     }
 
     /// The account with this id; `not_found` if there is none.
@@ -186,13 +190,7 @@ impl Repo {
     }
 
     async fn get_account_now(&self, id: Id) -> Result<Account> {
-        let found: Option<Account> = with_read!(&self.pool, |c| accounts::table
-            .find(id)
-            .select(Account::as_select())
-            .first(c)
-            .await
-            .optional())?;
-        found.ok_or_else(|| Error::not_found(format!("account {id}")))
+        crate::find_cached!(self, accounts, Account, account, id, "account")
     }
 
     /// The transfer recorded under `key`, if any.
@@ -275,6 +273,8 @@ impl Repo {
             created_at: keel_schema::now(),
         };
         let row = &row;
+        // Owed whether it applies, replays or fails: invalidating an unchanged balance costs a miss.
+        let owed = self.owe(|| [keys::account(from), keys::account(to)]);
         let done = self
             .pool
             .transaction_with(TxOptions::new().idempotent(true), |conn| {
@@ -309,6 +309,7 @@ impl Repo {
                 .scope_boxed()
             })
             .await;
+        owed.settle().await;
         match done {
             // A concurrent call with the same key committed first.
             Err(Error::Db(e))

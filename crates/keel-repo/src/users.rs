@@ -12,6 +12,7 @@ use keel_schema::{Id, NewUser, Timestamp, User};
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
+use crate::cache::keys;
 use crate::error::{Error, Result};
 use crate::{Repo, validate};
 
@@ -200,7 +201,11 @@ impl Repo {
 
     async fn create_user_now(&self, user: &NewUser) -> Result<User> {
         validate_new_user(user)?;
-        crate::insert_returning!(self, users, user, User)
+        // A cached `not_found` for the new id (rare: ids are fresh) must go.
+        let owed = self.owe(|| keys::user_all(user.id));
+        let created = crate::insert_returning!(self, users, user, User);
+        owed.settle().await;
+        created
     }
 
     /// The user with this id; `not_found` if there is none.
@@ -210,13 +215,7 @@ impl Repo {
     }
 
     async fn get_user_now(&self, id: Id) -> Result<User> {
-        let found: Option<User> = with_read!(&self.pool, |c| users::table
-            .find(id)
-            .select(User::as_select())
-            .first(c)
-            .await
-            .optional())?;
-        found.ok_or_else(|| Error::not_found(format!("user {id}")))
+        crate::find_cached!(self, users, User, user, id, "user")
     }
 
     /// The users with these ids that exist, in (created_at, id) order; missing ids are left
@@ -262,7 +261,8 @@ impl Repo {
         if patch.name.is_none() && patch.email.is_none() {
             return self.get_user(id).await;
         }
-        let updated: Option<User> = self
+        let owed = self.owe(|| keys::user_all(id));
+        let updated: Result<Option<User>> = self
             .pool
             .transaction(|conn| {
                 async move {
@@ -277,8 +277,9 @@ impl Repo {
                 }
                 .scope_boxed()
             })
-            .await?;
-        updated.ok_or_else(|| Error::not_found(format!("user {id}")))
+            .await;
+        owed.settle().await;
+        updated?.ok_or_else(|| Error::not_found(format!("user {id}")))
     }
 
     /// Deletes the user and, by `ON DELETE CASCADE`, their jobs and accounts; `not_found` if
@@ -289,12 +290,70 @@ impl Repo {
     }
 
     async fn delete_user_now(&self, id: Id) -> Result<()> {
+        if self.caching() {
+            return self.delete_user_cached(id).await;
+        }
         let mut conn = self.pool.get().await?;
         let n = with_conn!(&mut conn, |c| diesel::delete(users::table.find(id)).execute(c).await)?;
         if n == 0 {
             return Err(Error::not_found(format!("user {id}")));
         }
         Ok(())
+    }
+
+    /// The delete when reads are cached: the cascade also removes the user's jobs and accounts,
+    /// whose cached entries must go too. One transaction: lock the user row (a no-op update, on
+    /// every backend), so no job or account can be added for the user meanwhile (their foreign
+    /// key check waits for the lock), collect the ids, delete.
+    async fn delete_user_cached(&self, id: Id) -> Result<()> {
+        use keel_schema::schema::{accounts, jobs};
+        let mut owed = self.owe(|| keys::user_all(id));
+        let removed: Result<Option<(Vec<Id>, Vec<Id>)>> = self
+            .pool
+            .transaction(|conn| {
+                async move {
+                    with_conn!(conn, |c| {
+                        let locked =
+                            Reuse(diesel::update(users::table.find(id)).set(users::name.eq(users::name)))
+                                .execute(c)
+                                .await;
+                        match locked {
+                            Ok(0) => Ok(None),
+                            Ok(_) => {
+                                match jobs::table.filter(jobs::user_id.eq(id)).select(jobs::id).load(c).await
+                                {
+                                    Ok(job_ids) => match accounts::table
+                                        .filter(accounts::owner_id.eq(id))
+                                        .select(accounts::id)
+                                        .load(c)
+                                        .await
+                                    {
+                                        Ok(account_ids) => diesel::delete(users::table.find(id))
+                                            .execute(c)
+                                            .await
+                                            .map(|_| Some((job_ids, account_ids))),
+                                        Err(e) => Err(e),
+                                    },
+                                    Err(e) => Err(e),
+                                }
+                            }
+                            Err(e) => Err(e),
+                        }
+                    })
+                    .map_err(Error::from)
+                }
+                .scope_boxed()
+            })
+            .await;
+        if let Ok(Some((job_ids, account_ids))) = &removed {
+            owed.add(job_ids.iter().map(|&j| keys::job(j)));
+            owed.add(account_ids.iter().map(|&a| keys::account(a)));
+        }
+        owed.settle().await;
+        match removed? {
+            Some(_) => Ok(()),
+            None => Err(Error::not_found(format!("user {id}"))),
+        }
     }
 
     /// Users whose name contains `text`, case-insensitively, at most `limit` (capped at

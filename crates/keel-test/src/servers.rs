@@ -5,7 +5,8 @@
 //! |---|---|---|
 //! | PostgreSQL server | `KEEL_TEST_POSTGRES_URL` | [`POSTGRES_URL`] |
 //! | MySQL/MariaDB server | `KEEL_TEST_MYSQL_URL` | [`MYSQL_URL`] |
-//! | required backends | `KEEL_REQUIRE_BACKENDS` (comma list: `postgres,mysql,sqlite`) | none |
+//! | required backends | `KEEL_REQUIRE_BACKENDS` (comma list: `postgres,mysql,sqlite`, and `redis` for the cache tests) | none |
+//! | Redis server (cache tests) | `KEEL_TEST_REDIS_URL` | [`REDIS_URL`] |
 //! | backends to run on | `KEEL_TEST_BACKENDS` (comma list) | all |
 //! | PostgreSQL through a pooler | `KEEL_TEST_POSTGRES_POOLER_URL` | none |
 //!
@@ -25,6 +26,20 @@ pub const POSTGRES_URL: &str = "postgres://root@127.0.0.1:5432/postgres";
 
 /// The MySQL/MariaDB server tests use by default.
 pub const MYSQL_URL: &str = "mysql://root@127.0.0.1:3306/test";
+
+/// The Redis server the cache tests use by default.
+pub const REDIS_URL: &str = "redis://127.0.0.1:6379";
+
+/// The Redis server for the cache tests: `KEEL_TEST_REDIS_URL`, or [`REDIS_URL`].
+pub fn redis_url() -> String {
+    std::env::var("KEEL_TEST_REDIS_URL").unwrap_or_else(|_| REDIS_URL.to_owned())
+}
+
+/// True when `KEEL_REQUIRE_BACKENDS` names `redis`: an unreachable Redis then fails the cache
+/// tests instead of skipping them.
+pub fn redis_required() -> bool {
+    std::env::var("KEEL_REQUIRE_BACKENDS").unwrap_or_default().split(',').any(|s| s.trim() == "redis")
+}
 
 /// The SQLite database the repository's tools use when given no URL.
 pub const SQLITE_URL: &str = "sqlite://keel.db";

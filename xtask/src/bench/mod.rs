@@ -5,8 +5,9 @@
 //! / `bulk` / `stream` for the baselines, both found in cargo's target directory (wherever
 //! `CARGO_TARGET_DIR` or the cargo config puts it). Every stack connects through keel-pool's
 //! connector, so all run with the URL's TLS mode; on PostgreSQL a TLS-cost table follows
-//! (keel's W1 with `sslmode=disable` against `sslmode=require`). Tables go to stdout and
-//! `target/bench/report.md`; every figure to `target/bench/results.json`.
+//! (keel's W1 with `sslmode=disable` against `sslmode=require`), and on PostgreSQL and MySQL a
+//! cache table (W1 uncached against through Redis, and `redis-benchmark` as the ceiling), both
+//! in the load section. Tables go to stdout and `target/bench/report.md`; every figure to `target/bench/results.json`.
 //!
 //! Sections, in the order they run on each freshly seeded database (`--only` picks one):
 //! frames (module `frames`: whole tables as Arrow and Parquet, keel beside ConnectorX, ADBC and
@@ -186,6 +187,77 @@ fn tls_cost(
             p99[1],
             ratio(ops[1], ops[0])
         )?;
+    }
+    writeln!(report, "{table}")?;
+    Ok(())
+}
+
+/// The Redis cache's rows (PostgreSQL and MySQL): W1 uncached against cached through Redis,
+/// interleaved (A B A B) on this noisy machine, with the hit ratio; and `redis-benchmark -c 16 -t
+/// get` as the ceiling of the Redis path here. Without Redis the cached runs read the database
+/// (a hit ratio of 0 says so) and the ceiling row says why it did not run.
+fn cache_cost(
+    bins: &Bins,
+    url: &str,
+    plan: &Plan,
+    report: &mut String,
+    results: &mut Vec<Value>,
+) -> Result<()> {
+    let redis = std::env::var("REDIS_URL").unwrap_or_else(|_| keel_test::servers::REDIS_URL.to_owned());
+    let mut table = "| cache (keel) | ops/s uncached | ops/s Redis | p50 µs uncached / Redis | p99 µs uncached / Redis | hit ratio | Redis / uncached |\n|---|---|---|---|---|---|---|\n".to_owned();
+    for concurrency in [16u32, 64] {
+        let (mut ops, mut p50, mut p99, mut hit) = ([0.0f64; 2], [0u64; 2], [0u64; 2], 0.0);
+        for _round in 0..2 {
+            for (i, cached) in [false, true].into_iter().enumerate() {
+                let mut args = vec!["load".to_owned(), "point-select".to_owned()];
+                args.extend(run_args(plan, concurrency));
+                args.push("--json".into());
+                if cached {
+                    args.extend(["--cache".to_owned(), "--redis-url".to_owned(), redis.clone()]);
+                }
+                let r = json_of(&bins.demo, url, &args)?;
+                ops[i] += num(&r, "ops_per_s") / 2.0;
+                p50[i] = p50[i].max(r["p50_us"].as_u64().unwrap_or(0));
+                p99[i] = p99[i].max(r["p99_us"].as_u64().unwrap_or(0));
+                if cached {
+                    hit = num(&r["cache"], "hit_ratio");
+                }
+                results.push(
+                    json!({"kind": "cache", "cached": cached, "concurrency": concurrency, "result": r}),
+                );
+            }
+        }
+        writeln!(
+            table,
+            "| W1 point select c={concurrency} | {:.0} | {:.0} | {} / {} | {} / {} | {hit:.3} | {} |",
+            ops[0],
+            ops[1],
+            p50[0],
+            p50[1],
+            p99[0],
+            p99[1],
+            ratio(ops[1], ops[0])
+        )?;
+    }
+    let port = redis
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.split('/').next())
+        .filter(|p| p.parse::<u16>().is_ok())
+        .unwrap_or("6379")
+        .to_owned();
+    eprintln!("$ redis-benchmark -p {port} -c 16 -t get -n 200000 -q");
+    match Command::new("redis-benchmark")
+        .args(["-p", &port, "-c", "16", "-t", "get", "-n", "200000", "-q"])
+        .output()
+    {
+        Ok(out) if out.status.success() => {
+            let text = String::from_utf8_lossy(&out.stdout);
+            let line = text.lines().rev().find(|l| l.contains("GET")).unwrap_or("").trim().to_owned();
+            writeln!(table, "| redis-benchmark -c 16 -t get (ceiling) | {line} | | | | | |")?;
+            results.push(json!({"kind": "cache", "redis_benchmark": line}));
+        }
+        other => writeln!(table, "| redis-benchmark | not run: {other:?} | | | | | |")?,
     }
     writeln!(report, "{table}")?;
     Ok(())
@@ -390,6 +462,9 @@ fn load(db: &Db, report: &mut String, results: &mut Vec<Value>) -> Result<()> {
     writeln!(report, "{header}")?;
     if backend == Backend::Postgres {
         tls_cost(bins, url, plan, report, results)?;
+    }
+    if backend != Backend::Sqlite {
+        cache_cost(bins, url, plan, report, results)?;
     }
     Ok(())
 }

@@ -42,8 +42,12 @@ pub(crate) async fn health(State(state): State<AppState>) -> ApiResult<Response>
 
 /// `GET /metrics`: Prometheus text format 0.0.4.
 pub(crate) async fn metrics(State(state): State<AppState>) -> Response {
-    let text =
-        super::metrics::render(&state.pool().stats(), state.pool().routing_stats().as_ref(), &state.http);
+    let text = super::metrics::render(
+        &state.pool().stats(),
+        state.pool().routing_stats().as_ref(),
+        state.repo.cache().map(keel_cache::Cache::stats).as_ref(),
+        &state.http,
+    );
     ([(header::CONTENT_TYPE, HeaderValue::from_static(super::metrics::CONTENT_TYPE))], text).into_response()
 }
 

@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex};
 use axum::extract::{MatchedPath, Request, State};
 use axum::middleware::Next;
 use axum::response::Response;
+use keel_cache::BreakerState;
 use keel_pool::{ErrorKind, LatencyHistogram, PoolStats};
 
 /// The `Content-Type` of the exposition format.
@@ -184,9 +185,56 @@ fn routing_metrics(o: &mut String, r: &keel_pool::RoutingStats) {
     );
 }
 
+/// The Redis cache's numbers (when `serve` runs with one).
+fn cache_metrics(o: &mut String, c: &keel_cache::CacheStats) {
+    for (name, help, n) in [
+        ("keel_cache_hits_total", "Reads answered from Redis with a value.", c.hits),
+        (
+            "keel_cache_negative_hits_total",
+            "Reads answered from Redis with a cached not_found.",
+            c.negative_hits,
+        ),
+        ("keel_cache_misses_total", "Reads that went to the database.", c.misses),
+        ("keel_cache_fills_total", "Values written to Redis after a database read.", c.fills),
+        (
+            "keel_cache_stale_set_refusals_total",
+            "Fills refused because an invalidation came in after their database read.",
+            c.stale_set_refusals,
+        ),
+        ("keel_cache_flights_joined_total", "Reads that shared another caller's fill.", c.flights_joined),
+        ("keel_cache_lease_waits_total", "Reads that waited for another process's fill.", c.lease_waits),
+        ("keel_cache_bypassed_total", "Reads sent straight to the database (breaker open).", c.bypassed),
+        ("keel_cache_redis_errors_total", "Redis calls that failed.", c.redis_errors),
+        ("keel_cache_redis_timeouts_total", "Redis calls over the per-call timeout.", c.redis_timeouts),
+        ("keel_cache_breaker_opens_total", "Times the circuit breaker opened.", c.breaker_opens),
+        ("keel_cache_invalidations_total", "Keys invalidated in Redis.", c.invalidations_sent),
+        (
+            "keel_cache_invalidations_dropped_total",
+            "Invalidations dropped because the retry queue was full.",
+            c.invalidations_dropped,
+        ),
+    ] {
+        single(o, name, "counter", help, n);
+    }
+    single(
+        o,
+        "keel_cache_invalidations_pending",
+        "gauge",
+        "Invalidations waiting for Redis to come back.",
+        c.invalidations_pending,
+    );
+    family(o, "keel_cache_breaker_state", "gauge", "1 for the circuit breaker's current state.");
+    for state in [BreakerState::Closed, BreakerState::Open, BreakerState::HalfOpen] {
+        let on = u8::from(c.breaker_state == state);
+        let _ = writeln!(o, "keel_cache_breaker_state{{state=\"{}\"}} {on}", state.as_str());
+    }
+    histogram(o, "keel_cache_redis_duration_seconds", "Redis call latency.", &c.redis_latency);
+}
+
 pub(crate) fn render(
     stats: &PoolStats,
     routing: Option<&keel_pool::RoutingStats>,
+    cache: Option<&keel_cache::CacheStats>,
     http: &HttpMetrics,
 ) -> String {
     let mut out = String::with_capacity(8 * 1024);
@@ -257,6 +305,9 @@ pub(crate) fn render(
     if let Some(r) = routing {
         routing_metrics(o, r);
     }
+    if let Some(c) = cache {
+        cache_metrics(o, c);
+    }
     family(o, "http_requests_total", "counter", "HTTP responses, by route template, method and status.");
     if let Ok(m) = http.requests.lock() {
         for ((route, method, status), n) in m.iter() {
@@ -286,7 +337,7 @@ mod tests {
         http.requests.lock().unwrap().insert(("/users/{id}".to_owned(), "GET", 200), 3);
         let mut stats = PoolStats::default();
         stats.query_latency.le_us = keel_pool::LATENCY_BUCKETS_US.iter().map(|&b| (b, 0)).collect();
-        let text = render(&stats, None, &http);
+        let text = render(&stats, None, None, &http);
         for needle in [
             "# TYPE keel_pool_connections gauge",
             "# TYPE keel_query_duration_seconds histogram",

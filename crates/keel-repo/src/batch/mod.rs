@@ -7,6 +7,7 @@ use keel_pool::BulkRow;
 use keel_schema::{NewAccount, NewJob, NewUser};
 
 use crate::Repo;
+use crate::cache::keys;
 use crate::error::{Error, Result};
 
 pub use keel_pool::bulk::{DEFAULT_CHUNK_ROWS, Method as BatchMethod, Options as BatchOptions, bind_limit};
@@ -17,6 +18,10 @@ pub trait BatchRow: BulkRow + private::Sealed {
     /// Checks every row before anything is sent; the first bad row's index and why.
     #[doc(hidden)]
     fn validate_all(rows: &[Self]) -> std::result::Result<(), (usize, Error)>;
+
+    /// The cache keys inserting these rows makes stale (see [`crate::cache`]).
+    #[doc(hidden)]
+    fn cache_keys(rows: &[Self]) -> Vec<String>;
 }
 
 mod private {
@@ -30,11 +35,21 @@ impl BatchRow for NewUser {
     fn validate_all(rows: &[Self]) -> std::result::Result<(), (usize, Error)> {
         crate::users::validate_users(rows)
     }
+
+    fn cache_keys(rows: &[Self]) -> Vec<String> {
+        Repo::user_keys(rows.iter().map(|u| u.id))
+    }
 }
 
 impl BatchRow for NewJob {
     fn validate_all(rows: &[Self]) -> std::result::Result<(), (usize, Error)> {
         crate::jobs::validate_jobs(rows)
+    }
+
+    fn cache_keys(rows: &[Self]) -> Vec<String> {
+        let owners: std::collections::BTreeSet<_> = rows.iter().map(|j| j.user_id).collect();
+        let jobs = rows.iter().map(|j| keys::job(j.id));
+        owners.into_iter().map(keys::user_jobs).chain(jobs).collect()
     }
 }
 
@@ -47,6 +62,10 @@ impl BatchRow for NewAccount {
             )),
             None => Ok(()),
         }
+    }
+
+    fn cache_keys(rows: &[Self]) -> Vec<String> {
+        rows.iter().map(|a| keys::account(a.id)).collect()
     }
 }
 
@@ -127,7 +146,10 @@ impl Repo {
             Error::Db(source) => Error::BatchRow { index, source },
             other => other,
         })?;
-        keel_pool::bulk::insert(&self.pool, rows, options).await.map_err(|e| match e {
+        let owed = self.owe(|| R::cache_keys(rows));
+        let inserted = keel_pool::bulk::insert(&self.pool, rows, options).await;
+        owed.settle().await;
+        inserted.map_err(|e| match e {
             keel_pool::Error::BulkRow { index, source } => Error::BatchRow { index, source: *source },
             other => Error::Db(other),
         })
