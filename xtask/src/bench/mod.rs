@@ -263,6 +263,102 @@ fn cache_cost(
     Ok(())
 }
 
+/// Write-then-read pairs through the HTTP API of `keel-demo serve` reading through Redis: 8
+/// clients, each PATCHes its own user's name and GETs it back (stale: another name), then GETs
+/// it again (a hit). Stale reads must be 0.
+fn http_write_read(
+    bins: &Bins,
+    url: &str,
+    backend: Backend,
+    pairs: usize,
+    report: &mut String,
+    results: &mut Vec<Value>,
+) -> Result<()> {
+    use std::io::BufRead as _;
+    let redis = std::env::var("REDIS_URL").unwrap_or_else(|_| keel_test::servers::REDIS_URL.to_owned());
+    eprintln!("$ REDIS_URL=<redis> keel-demo --database-url <test database> serve --addr 127.0.0.1:0");
+    let mut child = Command::new(&bins.demo)
+        .arg("--database-url")
+        .arg(url)
+        .args(["serve", "--addr", "127.0.0.1:0", "--redis-url", &redis])
+        .env("RUST_LOG", "error")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .context("starting keel-demo serve")?;
+    let first = child.stdout.take().map(|out| {
+        let mut line = String::new();
+        let _ = std::io::BufReader::new(out).read_line(&mut line);
+        line
+    });
+    let outcome = (|| {
+        let line = first.unwrap_or_default();
+        let base = line.trim().strip_prefix("listening on ").context("keel-demo serve printed no address")?;
+        let base = base.to_owned();
+        crate::runtime()?.block_on(async move {
+            let client = reqwest::Client::new();
+            let started = Instant::now();
+            let clients = 8;
+            let mut tasks = Vec::new();
+            for c in 0..clients {
+                let (client, base) = (client.clone(), base.clone());
+                tasks.push(tokio::spawn(async move {
+                    let email = format!("http.pairs.{c}.{}@example.com", std::process::id());
+                    let created: Value = client
+                        .post(format!("{base}/users"))
+                        .json(&json!({"name": "Pairs", "email": email}))
+                        .send()
+                        .await?
+                        .error_for_status()?
+                        .json()
+                        .await?;
+                    let path = format!("{base}/users/{}", created["id"].as_str().unwrap_or_default());
+                    let (mut stale, mut errors) = (0u64, 0u64);
+                    for i in 0..pairs / clients {
+                        let name = format!("name {c}.{i}");
+                        let wrote = client.patch(&path).json(&json!({ "name": name })).send().await?;
+                        if !wrote.status().is_success() {
+                            errors += 1;
+                            continue;
+                        }
+                        let read: Value = client.get(&path).send().await?.error_for_status()?.json().await?;
+                        stale += u64::from(read["name"] != name.as_str());
+                        client.get(&path).send().await?.error_for_status()?;
+                    }
+                    anyhow::Ok((stale, errors))
+                }));
+            }
+            let (mut stale, mut errors) = (0, 0);
+            for t in tasks {
+                let (s, e) = t.await.context("a client task panicked")??;
+                stale += s;
+                errors += e;
+            }
+            let seconds = started.elapsed().as_secs_f64();
+            let metrics = client.get(format!("{base}/metrics")).send().await?.text().await?;
+            let hits = metrics
+                .lines()
+                .find(|l| l.starts_with("keel_cache_hits_total"))
+                .and_then(|l| l.rsplit(' ').next())
+                .unwrap_or("?")
+                .to_owned();
+            writeln!(
+                report,
+                "Through the HTTP API with the cache, {pairs} write-then-read pairs (PATCH, GET, GET; 8 clients): \
+                 {stale} stale reads, {errors} failed writes, {:.0} pairs/s, keel_cache_hits_total {hits}.\n",
+                pairs as f64 / seconds
+            )?;
+            results.push(json!({"backend": backend.as_str(), "kind": "cache-http-pairs", "pairs": pairs, "stale": stale, "errors": errors, "seconds": seconds}));
+            if stale > 0 {
+                bail!("{stale} stale reads through the cache after writes");
+            }
+            anyhow::Ok(())
+        })
+    })();
+    let _ = child.kill();
+    let _ = child.wait();
+    outcome
+}
+
 /// The flags every timed load run takes: concurrency, duration, warm-up, a pool of 16.
 pub(crate) fn run_args(plan: &Plan, concurrency: u32) -> Vec<String> {
     ["--concurrency", &concurrency.to_string(), "--duration", &plan.duration.to_string()]
@@ -465,6 +561,8 @@ fn load(db: &Db, report: &mut String, results: &mut Vec<Value>) -> Result<()> {
     }
     if backend != Backend::Sqlite {
         cache_cost(bins, url, plan, report, results)?;
+        let pairs = if plan.duration < 2.0 { 1_000 } else { 10_000 };
+        http_write_read(bins, url, backend, pairs, report, results)?;
     }
     Ok(())
 }
