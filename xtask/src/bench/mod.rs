@@ -253,7 +253,15 @@ fn cache_cost(
     {
         Ok(out) if out.status.success() => {
             let text = String::from_utf8_lossy(&out.stdout);
-            let line = text.lines().rev().find(|l| l.contains("GET")).unwrap_or("").trim().to_owned();
+            // -q still writes its progress on the same line, each update after a '\r'.
+            let line = text
+                .lines()
+                .rev()
+                .find(|l| l.contains("GET"))
+                .and_then(|l| l.rsplit('\r').next())
+                .unwrap_or("")
+                .trim()
+                .to_owned();
             writeln!(table, "| redis-benchmark -c 16 -t get (ceiling) | {line} | | | | | |")?;
             results.push(json!({"kind": "cache", "redis_benchmark": line}));
         }
