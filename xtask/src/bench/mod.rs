@@ -569,8 +569,7 @@ fn load(db: &Db, report: &mut String, results: &mut Vec<Value>) -> Result<()> {
     }
     if backend != Backend::Sqlite {
         cache_cost(bins, url, plan, report, results)?;
-        let pairs = if plan.duration < 2.0 { 1_000 } else { 10_000 };
-        http_write_read(bins, url, backend, pairs, report, results)?;
+        http_write_read(bins, url, backend, 10_000, report, results)?;
     }
     Ok(())
 }
