@@ -158,13 +158,8 @@ fn with_sslmode(url: &str, mode: &str) -> String {
 }
 
 /// What TLS costs keel on PostgreSQL: W1 with `sslmode=disable` against `sslmode=require`.
-fn tls_cost(
-    bins: &Bins,
-    url: &str,
-    plan: &Plan,
-    report: &mut String,
-    results: &mut Vec<Value>,
-) -> Result<()> {
+fn tls_cost(db: &Db, report: &mut String, results: &mut Vec<Value>) -> Result<()> {
+    let Db { bins, url, plan, .. } = *db;
     let mut table = "| TLS cost (keel) | ops/s disable | ops/s require | p99 µs disable | p99 µs require | require / disable |\n|---|---|---|---|---|---|\n".to_owned();
     for concurrency in [1u32, 16] {
         let mut ops = Vec::new();
@@ -196,13 +191,8 @@ fn tls_cost(
 /// interleaved (A B A B) on this noisy machine, with the hit ratio; and `redis-benchmark -c 16 -t
 /// get` as the ceiling of the Redis path here. Without Redis the cached runs read the database
 /// (a hit ratio of 0 says so) and the ceiling row says why it did not run.
-fn cache_cost(
-    bins: &Bins,
-    url: &str,
-    plan: &Plan,
-    report: &mut String,
-    results: &mut Vec<Value>,
-) -> Result<()> {
+fn cache_cost(db: &Db, report: &mut String, results: &mut Vec<Value>) -> Result<()> {
+    let Db { bins, url, plan, .. } = *db;
     let redis = std::env::var("REDIS_URL").unwrap_or_else(|_| keel_test::servers::REDIS_URL.to_owned());
     let mut table = "| cache (keel) | ops/s uncached | ops/s Redis | p50 µs uncached / Redis | p99 µs uncached / Redis | hit ratio | Redis / uncached |\n|---|---|---|---|---|---|---|\n".to_owned();
     for concurrency in [16u32, 64] {
@@ -565,10 +555,10 @@ fn load(db: &Db, report: &mut String, results: &mut Vec<Value>) -> Result<()> {
     }
     writeln!(report, "{header}")?;
     if backend == Backend::Postgres {
-        tls_cost(bins, url, plan, report, results)?;
+        tls_cost(db, report, results)?;
     }
     if backend != Backend::Sqlite {
-        cache_cost(bins, url, plan, report, results)?;
+        cache_cost(db, report, results)?;
         http_write_read(bins, url, backend, 10_000, report, results)?;
     }
     Ok(())
