@@ -138,6 +138,19 @@ impl Repo {
         }
     }
 
+    /// Runs `write`, then sends the invalidations of `keys` whatever its outcome (a failed or
+    /// retried write may still have committed); dropped mid-write, the [`Owed`] guard sends them.
+    pub(crate) async fn invalidating<T, K: IntoIterator<Item = String>>(
+        &self,
+        keys: impl FnOnce() -> K,
+        write: impl Future<Output = T>,
+    ) -> T {
+        let owed = self.owe(keys);
+        let done = write.await;
+        owed.settle().await;
+        done
+    }
+
     /// Invalidates everything cached about these users (a batch insert), after the commit.
     pub(crate) fn user_keys(ids: impl IntoIterator<Item = Id>) -> Vec<String> {
         ids.into_iter().flat_map(keys::user_all).collect()

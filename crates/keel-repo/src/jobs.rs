@@ -74,10 +74,10 @@ impl Repo {
 
     async fn create_job_now(&self, job: &NewJob) -> Result<Job> {
         validate_new_job(job)?;
-        let owed = self.owe(|| [keys::job(job.id), keys::user_jobs(job.user_id)]);
-        let created = crate::insert_returning!(self, jobs, job, Job);
-        owed.settle().await;
-        created
+        self.invalidating(|| [keys::job(job.id), keys::user_jobs(job.user_id)], async {
+            crate::insert_returning!(self, jobs, job, Job)
+        })
+        .await
     }
 
     /// The job with this id; `not_found` if there is none.

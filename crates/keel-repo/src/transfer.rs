@@ -177,10 +177,10 @@ impl Repo {
         }
         let new = NewAccount::new(owner, balance_cents);
         let new = &new;
-        let owed = self.owe(|| [keys::account(new.id)]);
-        let created = crate::insert_returning!(self, accounts, new, Account);
-        owed.settle().await;
-        created
+        self.invalidating(|| [keys::account(new.id)], async {
+            crate::insert_returning!(self, accounts, new, Account)
+        })
+        .await
     }
 
     /// The account with this id; `not_found` if there is none.

@@ -202,10 +202,10 @@ impl Repo {
     async fn create_user_now(&self, user: &NewUser) -> Result<User> {
         validate_new_user(user)?;
         // A cached `not_found` for the new id (rare: ids are fresh) must go.
-        let owed = self.owe(|| keys::user_all(user.id));
-        let created = crate::insert_returning!(self, users, user, User);
-        owed.settle().await;
-        created
+        self.invalidating(|| keys::user_all(user.id), async {
+            crate::insert_returning!(self, users, user, User)
+        })
+        .await
     }
 
     /// The user with this id; `not_found` if there is none.
@@ -261,25 +261,27 @@ impl Repo {
         if patch.name.is_none() && patch.email.is_none() {
             return self.get_user(id).await;
         }
-        let owed = self.owe(|| keys::user_all(id));
-        let updated: Result<Option<User>> = self
-            .pool
-            .transaction(|conn| {
-                async move {
-                    with_conn!(conn, |c| {
-                        match Reuse(diesel::update(users::table.find(id)).set(patch)).execute(c).await {
-                            Ok(0) => Ok(None),
-                            Ok(_) => users::table.find(id).select(User::as_select()).first(c).await.map(Some),
-                            Err(e) => Err(e),
-                        }
-                    })
-                    .map_err(Error::from)
-                }
-                .scope_boxed()
-            })
-            .await;
-        owed.settle().await;
-        updated?.ok_or_else(|| Error::not_found(format!("user {id}")))
+        let updated: Option<User> = self
+            .invalidating(
+                || keys::user_all(id),
+                self.pool.transaction(|conn| {
+                    async move {
+                        with_conn!(conn, |c| {
+                            match Reuse(diesel::update(users::table.find(id)).set(patch)).execute(c).await {
+                                Ok(0) => Ok(None),
+                                Ok(_) => {
+                                    users::table.find(id).select(User::as_select()).first(c).await.map(Some)
+                                }
+                                Err(e) => Err(e),
+                            }
+                        })
+                        .map_err(Error::from)
+                    }
+                    .scope_boxed()
+                }),
+            )
+            .await?;
+        updated.ok_or_else(|| Error::not_found(format!("user {id}")))
     }
 
     /// Deletes the user and, by `ON DELETE CASCADE`, their jobs and accounts; `not_found` if
@@ -313,32 +315,25 @@ impl Repo {
             .transaction(|conn| {
                 async move {
                     with_conn!(conn, |c| {
-                        let locked =
-                            Reuse(diesel::update(users::table.find(id)).set(users::name.eq(users::name)))
-                                .execute(c)
-                                .await;
-                        match locked {
-                            Ok(0) => Ok(None),
-                            Ok(_) => {
-                                match jobs::table.filter(jobs::user_id.eq(id)).select(jobs::id).load(c).await
-                                {
-                                    Ok(job_ids) => match accounts::table
-                                        .filter(accounts::owner_id.eq(id))
-                                        .select(accounts::id)
-                                        .load(c)
-                                        .await
-                                    {
-                                        Ok(account_ids) => diesel::delete(users::table.find(id))
-                                            .execute(c)
-                                            .await
-                                            .map(|_| Some((job_ids, account_ids))),
-                                        Err(e) => Err(e),
-                                    },
-                                    Err(e) => Err(e),
-                                }
+                        async {
+                            let locked =
+                                Reuse(diesel::update(users::table.find(id)).set(users::name.eq(users::name)))
+                                    .execute(c)
+                                    .await?;
+                            if locked == 0 {
+                                return Ok(None);
                             }
-                            Err(e) => Err(e),
+                            let job_ids =
+                                jobs::table.filter(jobs::user_id.eq(id)).select(jobs::id).load(c).await?;
+                            let account_ids = accounts::table
+                                .filter(accounts::owner_id.eq(id))
+                                .select(accounts::id)
+                                .load(c)
+                                .await?;
+                            diesel::delete(users::table.find(id)).execute(c).await?;
+                            Ok::<_, diesel::result::Error>(Some((job_ids, account_ids)))
                         }
+                        .await
                     })
                     .map_err(Error::from)
                 }

@@ -146,10 +146,9 @@ impl Repo {
             Error::Db(source) => Error::BatchRow { index, source },
             other => other,
         })?;
-        let owed = self.owe(|| R::cache_keys(rows));
-        let inserted = keel_pool::bulk::insert(&self.pool, rows, options).await;
-        owed.settle().await;
-        inserted.map_err(|e| match e {
+        let inserted =
+            self.invalidating(|| R::cache_keys(rows), keel_pool::bulk::insert(&self.pool, rows, options));
+        inserted.await.map_err(|e| match e {
             keel_pool::Error::BulkRow { index, source } => Error::BatchRow { index, source: *source },
             other => Error::Db(other),
         })
