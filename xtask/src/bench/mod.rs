@@ -193,7 +193,7 @@ fn tls_cost(db: &Db, report: &mut String, results: &mut Vec<Value>) -> Result<()
 /// (a hit ratio of 0 says so) and the ceiling row says why it did not run.
 fn cache_cost(db: &Db, report: &mut String, results: &mut Vec<Value>) -> Result<()> {
     let Db { bins, url, plan, .. } = *db;
-    let redis = std::env::var("REDIS_URL").unwrap_or_else(|_| keel_test::servers::REDIS_URL.to_owned());
+    let redis = redis_url();
     let mut table = "| cache (keel) | ops/s uncached | ops/s Redis | p50 µs uncached / Redis | p99 µs uncached / Redis | hit ratio | Redis / uncached |\n|---|---|---|---|---|---|---|\n".to_owned();
     for concurrency in [16u32, 64] {
         let (mut ops, mut p50, mut p99, mut hit) = ([0.0f64; 2], [0u64; 2], [0u64; 2], 0.0);
@@ -273,7 +273,7 @@ fn http_write_read(
     results: &mut Vec<Value>,
 ) -> Result<()> {
     use std::io::BufRead as _;
-    let redis = std::env::var("REDIS_URL").unwrap_or_else(|_| keel_test::servers::REDIS_URL.to_owned());
+    let redis = redis_url();
     eprintln!("$ REDIS_URL=<redis> keel-demo --database-url <test database> serve --addr 127.0.0.1:0");
     let mut child = Command::new(&bins.demo)
         .arg("--database-url")
@@ -355,6 +355,11 @@ fn http_write_read(
     let _ = child.kill();
     let _ = child.wait();
     outcome
+}
+
+/// The Redis the cache rows use: `REDIS_URL`, else the machine's.
+fn redis_url() -> String {
+    std::env::var("REDIS_URL").unwrap_or_else(|_| keel_test::servers::REDIS_URL.to_owned())
 }
 
 /// The flags every timed load run takes: concurrency, duration, warm-up, a pool of 16.
